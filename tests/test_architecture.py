@@ -48,9 +48,12 @@ def test_policy_layer_reads_no_clock_and_does_no_io() -> None:
                 fn = node.func
                 if isinstance(fn, ast.Name) and fn.id in FORBIDDEN_NAMES:
                     offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} calls {fn.id}()")
-                if isinstance(fn, ast.Attribute) and isinstance(fn.value, ast.Name):
-                    if (fn.value.id, fn.attr) in FORBIDDEN_CALLS:
-                        offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} calls {fn.value.id}.{fn.attr}()")
+                if (
+                    isinstance(fn, ast.Attribute)
+                    and isinstance(fn.value, ast.Name)
+                    and (fn.value.id, fn.attr) in FORBIDDEN_CALLS
+                ):
+                    offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} calls {fn.value.id}.{fn.attr}()")
     assert offenders == []
 
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from enum import Enum
+from enum import StrEnum
 
 GIB = 1 << 30
 MIB = 1 << 20
 
 
-class QoS(str, Enum):
+class QoS(StrEnum):
     """TensorFusion QoS classes. ``priority`` is the pod priority the webhook injects (semantics 2.9)."""
 
     LOW = "low"
@@ -37,14 +37,14 @@ _QOS_PRIORITY = {QoS.LOW: 0, QoS.MEDIUM: 0, QoS.HIGH: 10000, QoS.CRITICAL: 10000
 _QOS_RANK = {QoS.LOW: 0, QoS.MEDIUM: 1, QoS.HIGH: 2, QoS.CRITICAL: 3}
 
 
-class IsolationMode(str, Enum):
+class IsolationMode(StrEnum):
     SHARED = "shared"  # whole GPU, exclusive at scheduling time, hardware time-slicing
     SOFT = "soft"  # token-bucket limiter driven by device utilisation (default)
     HARD = "hard"  # strict SM-percent cap and VRAM cap
     PARTITIONED = "partitioned"  # MIG-like driver partitions
 
 
-class GPUPhase(str, Enum):
+class GPUPhase(StrEnum):
     PENDING = "Pending"
     PROVISIONING = "Provisioning"
     RUNNING = "Running"
@@ -53,7 +53,7 @@ class GPUPhase(str, Enum):
     MIGRATING = "Migrating"
 
 
-class PlacementMode(str, Enum):
+class PlacementMode(StrEnum):
     COMPACT_FIRST = "CompactFirst"
     LOW_LOAD_FIRST = "LowLoadFirst"
     NODE_COMPACT_GPU_LOW_LOAD = "NodeCompactGPULowLoad"
@@ -133,9 +133,10 @@ class AllocRequest:
 
 def round_half_away(x: float) -> int:
     """Go's ``math.Round``: halves round away from zero (Python's ``round`` is banker's)."""
-    return int(math.floor(x + 0.5)) if x >= 0 else -int(math.floor(-x + 0.5))
+    return math.floor(x + 0.5) if x >= 0 else -math.floor(-x + 0.5)
 
 
 def quantity_ceil(x: float) -> int:
     """Kubernetes ``Quantity.Value()``: round up to an integer (used by quota comparisons)."""
-    return int(math.ceil(x - 1e-12)) if x > 0 else -int(math.floor(-x + 1e-12)) if x < 0 else 0
+    # The epsilon absorbs binary float noise (3 * 0.1 TFLOPs must stay 1, not become 2).
+    return math.ceil(x - 1e-9)
