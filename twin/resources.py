@@ -122,6 +122,9 @@ class AllocRequest:
     is_local_gpu: bool = True
     gang: str | None = None
     labels: tuple[tuple[str, str], ...] = field(default=())
+    cpu_milli: int = 0  # pod CPU request, millicores (node-level filter, openb trace)
+    memory: int = 0  # pod memory request, bytes
+    gpu_milli: int = 0  # openb-style per-GPU share in 1/1000 GPU (0 = not an openb pod)
 
     @property
     def priority(self) -> int:
@@ -129,6 +132,27 @@ class AllocRequest:
 
     def with_resources(self, request: Resource, limit: Resource) -> AllocRequest:
         return replace(self, request=request, limit=limit)
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaSpec:
+    """A namespace's GPUResourceQuota (semantics 1.7, 2.5), already validated.
+
+    ``None`` totals mean "not set" (no total check); a zero field inside a set total is a real
+    zero (TensorFusion then rejects every request for that resource). Zero single maxima disable
+    the single check.
+    """
+
+    namespace: str
+    total_requests: Resource | None = None
+    total_limits: Resource | None = None
+    max_workers: int = 32768
+    alert_threshold_percent: float = 95.0
+    single_max_requests: Resource = ZERO
+    single_max_limits: Resource = ZERO
+    single_max_gpu_count: int = 0
+    single_default_requests: Resource = ZERO
+    single_default_limits: Resource = ZERO
 
 
 def round_half_away(x: float) -> int:
