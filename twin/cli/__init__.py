@@ -27,6 +27,9 @@ _COMMANDS: dict[str, str] = {
     "run": "twin.cli.run_cmd:run",
     "demo": "twin.cli.run_cmd:demo",
     "live": "twin.cli.live_cmd:live",
+    "sweep": "twin.cli.experiments_cmd:sweep",
+    "plan": "twin.cli.experiments_cmd:plan",
+    "check": "twin.cli.experiments_cmd:check",
 }
 
 

@@ -1,0 +1,277 @@
+"""``twin sweep``, ``twin plan`` and ``twin check``: many runs of a scenario, and the CI gate."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from twin.atomic import atomic_write_text
+from twin.experiments.check import Comparison, Verdict, run_check
+from twin.experiments.plan import PlanResult, parse_constraint, parse_vary, search
+from twin.experiments.sweep import (
+    DEFAULT_RUNNER,
+    aggregate,
+    make_executor,
+    parse_grid,
+    plan_runs,
+    run_sweep,
+    write_table,
+)
+
+_console = Console(stderr=True)
+_runner_option = click.option(
+    "--runner", default=DEFAULT_RUNNER, show_default=True, hidden=True, help="module:function that runs one scenario"
+)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=_console,
+        disable=not _console.is_terminal,
+    )
+
+
+def _default_workers() -> int:
+    return max(1, min(len(os.sched_getaffinity(0)), 8))
+
+
+@click.command()
+@click.argument("scenario", type=click.Path(exists=True, dir_okay=False))
+@click.option("--grid", "grid_items", multiple=True, metavar="KEY=V1,V2,...", help="a swept key (repeatable)")
+@click.option("--seeds", default=3, show_default=True, type=click.IntRange(1, 10000), help="seeds per combination")
+@click.option("--executor", default="local", show_default=True, help="local | serial | dask://HOST:PORT")
+@click.option("--workers", default=None, type=click.IntRange(1, 256), help="local processes (default: cores)")
+@click.option("-o", "--out", "out_dir", default="out/sweep", show_default=True, type=click.Path(file_okay=False))
+@click.option("--confidence", default=0.95, show_default=True, type=click.Choice(["0.9", "0.95", "0.99"]))
+@_runner_option
+def sweep(
+    scenario: str,
+    grid_items: tuple[str, ...],
+    seeds: int,
+    executor: str,
+    workers: int | None,
+    out_dir: str,
+    confidence: str,
+    runner: str,
+) -> None:
+    """Run every combination of --grid values x seeds; resumable; writes results.csv (and .parquet)."""
+    grid = parse_grid(grid_items)
+    runs = plan_runs(scenario, grid, list(range(seeds)))
+    with make_executor(executor, workers or _default_workers()) as pool, _progress() as progress:
+        task = progress.add_task("sweep", total=len(runs))
+        result = run_sweep(runs, out_dir, executor=pool, runner=runner, on_done=lambda s, ok: progress.advance(task))
+    table = aggregate(result.rows, float(confidence))
+    written = write_table(table, out_dir)
+    _print_table(table, grid)
+    _console.print(
+        f"{result.computed} runs computed, {result.reused} reused, {len(result.failed)} failed; "
+        + ", ".join(str(p) for p in written)
+    )
+    for run_id, error in result.failed:
+        _console.print(f"[red]run {run_id} failed:[/] {error}")
+    if result.failed:
+        sys.exit(1)
+
+
+def _print_table(table: Sequence[Mapping[str, object]], grid: Mapping[str, Sequence[str]]) -> None:
+    if not table:
+        return
+    metrics = sorted({k for row in table for k in row if k not in grid and not k.endswith(("_ci_low", "_ci_high"))})
+    metrics.remove("n_seeds")
+    out = Table(title="sweep results (mean [CI])")
+    for key in sorted(grid):
+        out.add_column(key)
+    for m in metrics[:8]:
+        out.add_column(m, justify="right")
+    for row in table:
+        cells = [str(row[k]) for k in sorted(grid)]
+        for m in metrics[:8]:
+            v = row.get(m)
+            lo, hi = row.get(f"{m}_ci_low"), row.get(f"{m}_ci_high")
+            cells.append(f"{v:.4g} [{lo:.3g}, {hi:.3g}]" if isinstance(v, float) else "-")
+        out.add_row(*cells)
+    Console().print(out)
+    if len(metrics) > 8:
+        _console.print(f"({len(metrics) - 8} more metrics in results.csv)")
+
+
+@click.command()
+@click.argument("scenario", type=click.Path(exists=True, dir_okay=False))
+@click.option("--objective", default="cost", show_default=True, help="metric to optimise (see --maximise)")
+@click.option("--maximise", is_flag=True, help="maximise the objective instead of minimising it")
+@click.option("--constraint", "constraints", multiple=True, metavar="METRIC>=X", help="repeatable")
+@click.option("--vary", "vary_items", multiple=True, required=True, metavar="KEY=A..B", help="repeatable")
+@click.option("--seeds", default=3, show_default=True, type=click.IntRange(2, 1000), help="seeds per configuration")
+@click.option("--confidence", default="0.95", show_default=True, type=click.Choice(["0.9", "0.95", "0.99"]))
+@click.option("--executor", default="local", show_default=True, help="local | serial | dask://HOST:PORT")
+@click.option("--workers", default=None, type=click.IntRange(1, 256))
+@click.option("-o", "--out", "out_dir", default="out/plan", show_default=True, type=click.Path(file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="print the answer as JSON")
+@_runner_option
+def plan(
+    scenario: str,
+    objective: str,
+    maximise: bool,
+    constraints: tuple[str, ...],
+    vary_items: tuple[str, ...],
+    seeds: int,
+    confidence: str,
+    executor: str,
+    workers: int | None,
+    out_dir: str,
+    as_json: bool,
+    runner: str,
+) -> None:
+    """Find the cheapest configuration meeting the constraints with the stated confidence."""
+    parsed = [parse_constraint(c) for c in constraints]
+    dims = parse_vary(vary_items)
+    with make_executor(executor, workers or _default_workers()) as pool, _progress() as progress:
+        task = progress.add_task("plan: evaluating", total=None)
+
+        def evaluate(params: Mapping[str, int]) -> dict[str, list[float]]:
+            runs = plan_runs(scenario, {k: [str(v)] for k, v in params.items()}, list(range(seeds)))
+            result = run_sweep(runs, out_dir, executor=pool, runner=runner)
+            if result.failed:
+                raise click.ClickException(f"a run failed at {dict(params)}: {result.failed[0][1]}")
+            progress.advance(task)
+            samples: dict[str, list[float]] = {}
+            for row in result.rows:
+                for k, v in row["metrics"].items():
+                    samples.setdefault(k, []).append(float(v))
+            return samples
+
+        result = search(
+            dims, evaluate, objective=objective, constraints=parsed, minimise=not maximise, confidence=float(confidence)
+        )
+    answer = _plan_answer(result)
+    atomic_write_text(Path(out_dir) / "plan.json", json.dumps(answer, indent=2, sort_keys=True) + "\n")
+    if result.evaluations:
+        from twin.experiments.plan_plot import draw_plan
+
+        draw_plan(result, Path(out_dir) / "plan.png")
+    if as_json:
+        click.echo(json.dumps(answer, sort_keys=True))
+    else:
+        _print_plan(result)
+    if result.best is None:
+        sys.exit(1)
+
+
+def _plan_answer(result: PlanResult) -> dict[str, object]:
+    def point(e: object) -> dict[str, object]:
+        from twin.experiments.plan import Evaluation
+
+        assert isinstance(e, Evaluation)
+        return {
+            "params": e.params,
+            "feasible": e.feasible,
+            "metrics": {
+                k: {"mean": v.mean, "ci_low": v.low, "ci_high": v.high} for k, v in sorted(e.estimates.items())
+            },
+        }
+
+    return {
+        "objective": result.objective,
+        "minimise": result.minimise,
+        "constraints": [str(c) for c in result.constraints],
+        "best": point(result.best) if result.best else None,
+        "evaluated": [point(e) for e in sorted(result.evaluations, key=lambda e: e.point)],
+    }
+
+
+def _print_plan(result: PlanResult) -> None:
+    table = Table(title=f"evaluated configurations ({len(result.evaluations)})")
+    for d in result.dimensions:
+        table.add_column(d.key, justify="right")
+    table.add_column(result.objective, justify="right")
+    for c in result.constraints:
+        table.add_column(f"{c.metric} [CI]", justify="right")
+    table.add_column("feasible")
+    for e in sorted(result.evaluations, key=lambda e: e.point):
+        cells = [str(e.params[d.key]) for d in result.dimensions]
+        cells.append(f"{e.estimates[result.objective].mean:.4g}")
+        for c in result.constraints:
+            est = e.estimates[c.metric]
+            cells.append(f"{est.mean:.4g} [{est.low:.3g}, {est.high:.3g}]")
+        mark = "[green]yes[/]" if e.feasible else "[red]no[/]"
+        if e is result.best:
+            mark += " [bold]<- best[/]"
+        cells.append(mark)
+        table.add_row(*cells)
+    Console().print(table)
+    if result.best is None:
+        _console.print("[red]no configuration in the range meets the constraints[/]")
+    else:
+        params = ", ".join(f"{k}={v}" for k, v in result.best.params.items())
+        _console.print(
+            f"[bold green]answer:[/] {params} ({result.objective} = {result.best.estimates[result.objective].mean:.4g})"
+        )
+
+
+@click.command()
+@click.argument("scenarios", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--baseline", required=True, type=click.Path(dir_okay=False), help="baseline JSON file")
+@click.option("--tolerance", multiple=True, metavar="REL | METRIC=REL", help="relative tolerance (default 0.02)")
+@click.option("--update", is_flag=True, help="rewrite the baseline with the current metrics")
+@click.option("--seed", type=int, default=None, help="override the baseline's seed")
+@_runner_option
+def check(
+    scenarios: tuple[str, ...], baseline: str, tolerance: tuple[str, ...], update: bool, seed: int | None, runner: str
+) -> None:
+    """Run scenarios and compare metrics with a baseline; exit 1 on regression."""
+    with _progress() as progress:
+        task = progress.add_task("check", total=len(scenarios))
+        outcome = run_check(
+            list(scenarios),
+            baseline,
+            tolerance=tolerance,
+            update=update,
+            seed=seed,
+            runner=runner,
+            on_scenario=lambda key: progress.update(task, description=key, advance=0),
+        )
+        progress.update(task, completed=len(scenarios))
+    if outcome.updated:
+        _console.print(f"baseline written: {baseline} ({len(scenarios)} scenarios)")
+        return
+    changed = [r for r in outcome.rows if r.verdict is not Verdict.SAME]
+    console = Console()
+    if not console.is_terminal:  # CI logs: a plain table that is never truncated
+        click.echo(f"twin check against {baseline}: {len(changed)} of {len(outcome.rows)} metrics changed")
+        click.echo(outcome.table_text)
+    else:
+        _print_check_table(outcome.rows, changed, baseline)
+    if outcome.failed:
+        _console.print("[bold red]regression: exit 1[/]")
+        sys.exit(1)
+    _console.print("[green]no regression[/]")
+
+
+def _print_check_table(rows: Sequence[Comparison], changed: Sequence[Comparison], baseline: str) -> None:
+    table = Table(title=f"twin check against {baseline}: {len(changed)} of {len(rows)} metrics changed")
+    for col in ("scenario", "metric", "baseline", "current", "change", "tolerance", "verdict"):
+        table.add_column(col, justify="right" if col in ("baseline", "current", "change") else "left")
+    style = {Verdict.REGRESSED: "bold red", Verdict.MISSING: "bold red", Verdict.IMPROVED: "green", Verdict.NEW: "cyan"}
+    for r in changed:
+        table.add_row(
+            r.scenario,
+            r.metric,
+            "-" if r.baseline is None else f"{r.baseline:.6g}",
+            "-" if r.current is None else f"{r.current:.6g}",
+            "-" if r.change is None else f"{r.change:+.4g}",
+            f"{r.tolerance:.1%}",
+            f"[{style.get(r.verdict, '')}]{r.verdict}[/] ({r.direction})" if r.failed else f"{r.verdict}",
+        )
+    Console().print(table)

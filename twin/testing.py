@@ -1,0 +1,41 @@
+"""A pytest fixture that gates scheduling-policy changes inside a user's own test suite.
+
+Enable it with ``pytest_plugins = ["twin.testing"]`` in a ``conftest.py``, then::
+
+    def test_placement_did_not_regress(twin_check):
+        twin_check(["scenarios/quickstart.yaml"], baseline="tests/baseline.json")
+
+It runs the scenarios, compares against the baseline and fails with the table of what changed.
+Set ``TWIN_UPDATE_BASELINE=1`` to rewrite the baseline instead (review the diff, then commit it).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+
+from twin.experiments.check import run_check
+
+CheckFn = Callable[..., None]
+
+
+@pytest.fixture
+def twin_check() -> CheckFn:
+    def check(
+        scenarios: Sequence[str | Path],
+        *,
+        baseline: str | Path,
+        tolerance: Sequence[str] = (),
+        runner: str | None = None,
+    ) -> None:
+        update = os.environ.get("TWIN_UPDATE_BASELINE", "") not in ("", "0", "false")
+        outcome = run_check(
+            [str(s) for s in scenarios], str(baseline), tolerance=tolerance, update=update, runner=runner
+        )
+        if outcome.failed:
+            pytest.fail("twin check found regressions:\n" + outcome.table_text, pytrace=False)
+
+    return check
