@@ -1,0 +1,248 @@
+"""TensorFusion's scheduler path as one strategy class (semantics 2.3, 2.4).
+
+``place`` = quota check -> filter chain (:mod:`.pipeline`) -> node score -> pick the node -> pick
+GPUs inside it. Tie-breaks (TensorFusion's are non-deterministic, Go map order + unstable sort):
+
+* nodes: higher score first, then node name ascending;
+* GPUs inside the node: higher GPU-level score first, then GPU index ascending, then uid;
+* multi-GPU sets: best topology tier, then higher summed GPU score, then enumeration order.
+
+Aggregation ``average`` (the scheduler plugin, what real pods get): node score = integer average of
+node-level GPU scores over the node's isolation-compatible GPUs (candidates and non-matching ones),
+Pending GPUs counting score // 4. Aggregation ``sum`` (``DefaultGPUSelector``, used by
+``Allocator.Alloc`` and defrag): sum over all GPUs of the node, first node (by that order) with
+enough candidates wins.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from twin.errors import TwinInputError
+from twin.policy.placement.base import PlacementResult
+from twin.policy.placement.pipeline import F, FilterOutcome, run_filters
+from twin.policy.placement.registry import register_strategy
+from twin.policy.placement.scoring import gpu_scores
+from twin.policy.placement.topology import TopologyConfig, best_combination, node_graph
+from twin.resources import AllocRequest, GPUPhase, IsolationMode, PlacementMode
+from twin.state import PHASES, ClusterState, first_free_slot
+
+if TYPE_CHECKING:
+    from twin.policy.quota import QuotaStore
+
+_PENDING = PHASES.index(GPUPhase.PENDING)
+Aggregation = Literal["average", "sum"]
+
+
+def effective_hard_sm_percent(limit_tflops: float, capacity_tflops: float) -> int:
+    """``ceil(limit/capacity·100)`` clamped to [1, 100] (PreBind annotation for hard mode)."""
+    return max(1, min(100, math.ceil(limit_tflops / capacity_tflops * 100.0)))
+
+
+class _LazyScores(Mapping[str, float]):
+    def __init__(self, names: list[str], nodes: np.ndarray, scores: np.ndarray) -> None:
+        self._names, self._nodes, self._scores = names, nodes, scores
+        self._built: dict[str, float] | None = None
+
+    def _dict(self) -> dict[str, float]:
+        if self._built is None:
+            self._built = {self._names[int(n)]: float(self._scores[int(n)]) for n in self._nodes}
+        return self._built
+
+    def __getitem__(self, key: str) -> float:
+        return self._dict()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._dict())
+
+    def __len__(self) -> int:
+        return len(self._nodes)
+
+    def __repr__(self) -> str:
+        return repr(self._dict())
+
+
+@dataclass
+class TensorFusionStrategy:
+    """One TensorFusion placement mode. ``None`` parameters take the request's pool settings."""
+
+    mode: PlacementMode | None = None
+    vram_weight: float | None = None
+    tflops_weight: float | None = None
+    aggregation: Aggregation = "average"
+    max_worker_per_node: int | None = None
+    topology: TopologyConfig = field(default_factory=TopologyConfig)
+    name: str = "tensorfusion"
+
+    def __post_init__(self) -> None:
+        if self.mode is not None and not isinstance(self.mode, PlacementMode):
+            try:
+                self.mode = PlacementMode(self.mode)
+            except ValueError as err:
+                known = ", ".join(m.value for m in PlacementMode)
+                raise TwinInputError(f"unknown placement mode; known: {known}", field="mode", value=self.mode) from err
+        if self.aggregation not in ("average", "sum"):
+            raise TwinInputError("aggregation must be 'average' or 'sum'", field="aggregation", value=self.aggregation)
+        for label, weight in (("vram_weight", self.vram_weight), ("tflops_weight", self.tflops_weight)):
+            if weight is not None and weight < 0:
+                raise TwinInputError("score weights must be non-negative", field=label, value=weight)
+
+    def place(self, state: ClusterState, req: AllocRequest, quota: QuotaStore | None = None) -> PlacementResult:
+        if quota is not None:
+            verdict = quota.check(req)
+            if verdict is not None:
+                return PlacementResult.fail(
+                    f"quota {verdict.code}: {verdict.message}", unresolvable=verdict.unresolvable
+                )
+        out = run_filters(state, req, max_worker_per_node=self.max_worker_per_node)
+        if out.reason:
+            return PlacementResult.fail(out.reason, rejections=out.rejections(state), unresolvable=out.unresolvable)
+        return self._choose(state, out)
+
+    # --- scoring and choice ---------------------------------------------------------------------
+
+    def _choose(self, state: ClusterState, out: FilterOutcome) -> PlacementResult:
+        arr = state.arrays
+        pool = out.pool
+        req = out.request
+        mode = self.mode or pool.placement_mode
+        vw = pool.vram_weight if self.vram_weight is None else self.vram_weight
+        tw = pool.tflops_weight if self.tflops_weight is None else self.tflops_weight
+        members = out.members
+        cand_mask = out.cand
+        node_idx = arr.node_idx[members]
+        n_nodes = len(arr.node_names)
+        node_level = gpu_scores(
+            mode,
+            arr.avail_t[members],
+            arr.cap_t[members],
+            arr.avail_v[members],
+            arr.cap_v[members],
+            for_node=True,
+            vram_weight=vw,
+            tflops_weight=tw,
+        )
+        cand_counts = np.bincount(node_idx[cand_mask], minlength=n_nodes)
+        cand_nodes = np.flatnonzero(cand_counts >= max(req.gpu_count, 1))
+        if len(cand_nodes) == 0:  # per-GPU steps after SameNode (partition availability) thinned the nodes
+            return PlacementResult.fail(
+                f"SameNode: no node has at least {req.gpu_count} available GPUs", rejections=out.rejections(state)
+            )
+        if self.aggregation == "average":
+            # Pending GPUs count a quarter (integer division, as Go's int score / 4).
+            scored = np.where(arr.phase[members] == _PENDING, node_level // 4, node_level)
+            # Every member is isolation-compatible here: the IsolationPolicy step rejects all or none.
+            sums = np.bincount(node_idx, weights=scored, minlength=n_nodes)
+            counts = np.bincount(node_idx, minlength=n_nodes)
+            node_score = np.zeros(n_nodes, dtype=np.int64)
+            has = counts > 0
+            node_score[has] = sums[has].astype(np.int64) // counts[has]
+        else:
+            node_score = np.bincount(node_idx, weights=node_level, minlength=n_nodes).astype(np.int64)
+        weights = (mode, vw, tw)
+        topo_rejected: list[int] = []
+        tier: int | None = None
+        # Nodes in preference order: score descending, then name ascending (positions are name-sorted).
+        order = cand_nodes[np.argsort(-node_score[cand_nodes], kind="stable")]
+        for node_pos in order:
+            picked = self._pick_gpus(state, out, int(node_pos), cand_mask, node_idx, weights)
+            if picked is None:
+                topo_rejected.append(int(node_pos))
+                continue
+            gpu_positions, tier = picked
+            break
+        else:
+            out.add_step(F["Topology"], ~np.isin(node_idx, topo_rejected))
+            return PlacementResult.fail(
+                f"Topology: no node has {req.gpu_count} GPUs within tier {self.topology.max_allowed_tier}",
+                rejections=out.rejections(state),
+            )
+        gpu_ids = tuple(arr.uids[int(p)] for p in gpu_positions)
+        first = state.gpus[gpu_ids[0]]
+        hard_pct = None
+        if req.isolation is IsolationMode.HARD and req.limit.tflops > 0:
+            hard_pct = effective_hard_sm_percent(req.limit.tflops, first.capacity.tflops)
+        slot = None
+        template_id = None
+        if out.template is not None:
+            tpl = first.template(out.template)
+            assert tpl is not None  # the pipeline checked every candidate resolves it
+            slot = first_free_slot(first, tpl)
+            template_id = tpl.id
+        return PlacementResult(
+            ok=True,
+            node=arr.node_names[int(node_pos)],
+            gpu_ids=gpu_ids,
+            partition_template=template_id,
+            rejections=out.rejections(state),
+            node_scores=_LazyScores(arr.node_names, cand_nodes, node_score),
+            effective_hard_sm_percent=hard_pct,
+            slot_start=slot,
+            topology_tier=tier,
+            bound_request=req if req.dedicated_gpu else None,
+        )
+
+    def _pick_gpus(
+        self,
+        state: ClusterState,
+        out: FilterOutcome,
+        node_pos: int,
+        cand_mask: np.ndarray,
+        node_idx: np.ndarray,
+        weights: tuple[PlacementMode, float, float],
+    ) -> tuple[list[int], int | None] | None:
+        """GPU positions on the node, best first, and the set's topology tier (None: not computed)."""
+        arr = state.arrays
+        # Members are sorted by (node, index): the node's GPUs are one contiguous slice.
+        lo = int(np.searchsorted(node_idx, node_pos, side="left"))
+        hi = int(np.searchsorted(node_idx, node_pos, side="right"))
+        local = lo + np.flatnonzero(cand_mask[lo:hi])
+        positions = out.members[local]
+        mode, vw, tw = weights
+        level = gpu_scores(
+            mode,
+            arr.avail_t[positions],
+            arr.cap_t[positions],
+            arr.avail_v[positions],
+            arr.cap_v[positions],
+            for_node=False,
+            vram_weight=vw,
+            tflops_weight=tw,
+        )
+        # A stable sort on -score keeps GPU index ascending among equal scores.
+        order = np.argsort(-level, kind="stable")
+        count = out.request.gpu_count
+        if count <= 1:
+            return [int(positions[order[0]])], None
+        ordered = [arr.uids[int(positions[i])] for i in order]
+        scores = {arr.uids[int(positions[i])]: int(level[i]) for i in order}
+        graph = node_graph(state, arr.node_names[node_pos])
+        best = best_combination(graph, ordered, count, scores, self.topology.max_combinations)
+        assert best is not None  # SameNode guaranteed enough candidates
+        combo, tier = best
+        if self.topology.mode == "hard" and tier > self.topology.max_allowed_tier:
+            return None
+        return [arr.pos[g] for g in combo], tier
+
+
+def _factory(mode: PlacementMode | None, name: str) -> Callable[..., TensorFusionStrategy]:
+    def make(**params: Any) -> TensorFusionStrategy:
+        topo = params.pop("topology", None)
+        if isinstance(topo, Mapping):
+            topo = TopologyConfig(**topo)
+        strategy = TensorFusionStrategy(mode=mode, name=name, **params)
+        if topo is not None:
+            strategy.topology = topo
+        return strategy
+
+    return make
+
+
+for _mode in PlacementMode:
+    register_strategy(_mode.value, _factory(_mode, _mode.value))
+register_strategy("tensorfusion", _factory(None, "tensorfusion"))
