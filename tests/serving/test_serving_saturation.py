@@ -1,0 +1,172 @@
+"""Saturation V1 (semantics 3.3), V2 and the cost-aware optimizer (3.4), the enforcer."""
+
+from __future__ import annotations
+
+import pytest
+
+from twin.errors import TwinInputError
+from twin.policy.serving.observation import ModelObservation, ReplicaMetrics, VariantInfo, group_by_model
+from twin.policy.serving.saturation import (
+    SaturationConfig,
+    SaturationV2Analyzer,
+    ScaleToZeroConfig,
+    analyze_v1,
+    derived_k2,
+    enforce_scale_to_zero,
+    saturation_v1_targets,
+)
+
+CFG = SaturationConfig()
+
+
+def obs(variants: list[VariantInfo], replicas: list[ReplicaMetrics], **kw: object) -> ModelObservation:
+    return ModelObservation("m", "ns", tuple(variants), tuple(replicas), **kw)  # type: ignore[arg-type]
+
+
+def rep(pod: str, variant: str, kv: float, q: float, **kw: object) -> ReplicaMetrics:
+    return ReplicaMetrics(pod, variant, kv_usage=kv, waiting=q, **kw)  # type: ignore[arg-type]
+
+
+def test_v1_analysis_saturation_and_spare() -> None:
+    a = analyze_v1([rep("p1", "v", 0.85, 0), rep("p2", "v", 0.5, 1), rep("p3", "v", 0.3, 6)], CFG)
+    assert (a.saturated, a.non_saturated) == (2, 1)
+    assert a.avg_spare_kv == pytest.approx(0.3) and a.avg_spare_queue == pytest.approx(4)
+    assert not a.should_scale_up and not a.scale_down_safe  # one non-saturated pod: never safe
+
+
+def test_v1_scale_up_on_cheapest_without_pending() -> None:
+    cheap = VariantInfo("cheap", cost=5, current=2, ready=2)
+    dear = VariantInfo("dear", cost=20, current=1, ready=1)
+    o = obs([dear, cheap], [rep("a", "cheap", 0.75, 0), rep("b", "dear", 0.72, 0)])
+    assert saturation_v1_targets(o, CFG) == {"cheap": 3, "dear": 1}
+
+
+def test_v1_all_saturated_scales_up() -> None:
+    v = VariantInfo("v", current=2, ready=2)
+    assert saturation_v1_targets(obs([v], [rep("a", "v", 0.9, 0), rep("b", "v", 0.1, 9)]), CFG) == {"v": 3}
+
+
+def test_v1_scale_down_on_most_expensive_when_safe() -> None:
+    a = VariantInfo("a", cost=10, current=2, ready=2)
+    b = VariantInfo("b", cost=10, current=2, ready=2)
+    o = obs([a, b], [rep(f"p{i}", "ab"[i % 2], 0.1, 0) for i in range(4)])
+    assert saturation_v1_targets(o, CFG) == {"a": 2, "b": 1}  # equal cost: name descending first
+
+
+def test_v1_scale_down_unsafe_when_load_would_not_fit() -> None:
+    v = VariantInfo("v", current=2, ready=2)
+    # L_kv = 0.45 * 2 = 0.9 -> spare 0.8 - 0.9 < 0.1: not safe, and no scale-up (spare 0.35, 5)
+    assert saturation_v1_targets(obs([v], [rep("a", "v", 0.45, 0), rep("b", "v", 0.45, 0)]), CFG) == {"v": 2}
+
+
+def test_v1_transition_blocks_the_model() -> None:
+    pending = VariantInfo("v", current=3, ready=2)
+    other = VariantInfo("w", cost=1, current=1, ready=1)
+    o = obs([pending, other], [rep("a", "v", 0.95, 9)])
+    assert saturation_v1_targets(o, CFG) == {"v": 3, "w": 1}
+    lagging = VariantInfo("v", current=2, ready=2, desired=3)
+    assert saturation_v1_targets(obs([lagging], [rep("a", "v", 0.95, 9)]), CFG) == {"v": 3}
+
+
+def test_v1_clamps_to_max() -> None:
+    v = VariantInfo("v", current=4, ready=4, max_replicas=4)
+    assert saturation_v1_targets(obs([v], [rep("a", "v", 0.95, 9)]), CFG) == {"v": 4}
+
+
+def test_config_validation() -> None:
+    with pytest.raises(TwinInputError, match="scaleDownBoundary"):
+        SaturationConfig(scale_up_threshold=0.7, scale_down_boundary=0.8)
+    with pytest.raises(TwinInputError, match="kvCacheThreshold"):
+        SaturationConfig(kv_cache_threshold=1.5)
+
+
+def test_derived_k2() -> None:
+    v = VariantInfo("v", max_num_batched_tokens=8192, max_num_seqs=256)
+    # N_steady = min(8192 * 1000 / 5000, 256) = 256 (not 1638.4); k2 = 256 * (4000 + 500)
+    assert derived_k2(v, 4000, 1000) == pytest.approx(256 * 4500)
+
+
+def test_v2_required_capacity_adds_n_replicas_on_cheapest_per_token() -> None:
+    blocks = 1000  # C = 16000 tokens, k1 = 12800
+    v_cheap = VariantInfo("cheap", cost=5, current=1, ready=1, max_num_seqs=8, max_num_batched_tokens=8192)
+    v_dear = VariantInfo("dear", cost=10, current=1, ready=1, max_num_seqs=256)
+    r = [
+        rep("a", "cheap", 0.9, 10, num_gpu_blocks=blocks, input_tokens=500, output_tokens=200),
+        rep("b", "dear", 0.9, 2, num_gpu_blocks=blocks, input_tokens=500, output_tokens=200),
+    ]
+    an = SaturationV2Analyzer()
+    analysis = an.analyze(obs([v_cheap, v_dear], r, input_tokens=500, output_tokens=200))
+    cheap = analysis.variants[0]
+    assert cheap.per_replica_capacity == pytest.approx(min(12800, 14400))  # observed k2 = tokens in use
+    assert cheap.demand == pytest.approx(14400 + 10 * 700)
+    dear = analysis.variants[1]
+    assert dear.per_replica_capacity == pytest.approx(12800)  # derived k2 = 256*600 > k1
+    demand = 14400 + 7000 + 14400 + 1400
+    assert analysis.required == pytest.approx(demand / 0.85 - 2 * 12800)
+    targets = an.targets(obs([v_cheap, v_dear], r, input_tokens=500, output_tokens=200))
+    # cost per token: cheap 5/12800 < dear 10/12800 -> all on cheap
+    assert targets == {"cheap": 1 + -(-analysis.required // 12800), "dear": 1}
+
+
+def test_v2_dead_band_and_scale_down() -> None:
+    v = VariantInfo("v", current=4, ready=4, min_replicas=1)
+    an = SaturationV2Analyzer()
+    quiet = [rep(f"p{i}", "v", 0.05, 0, num_gpu_blocks=1000, input_tokens=100, output_tokens=100) for i in range(4)]
+    analysis = an.analyze(obs([v], quiet))
+    # demand 4*800 = 3200, supply 4*12800: SC = 51200 - 3200/0.7 -> remove floor(SC/12800) = 3
+    assert analysis.required == 0
+    assert an.targets(obs([v], quiet)) == {"v": 1}
+    band = [rep(f"p{i}", "v", 0.6, 0, num_gpu_blocks=1000, input_tokens=100, output_tokens=100) for i in range(4)]
+    assert an.targets(obs([v], band)) == {"v": 4}  # D/supply = 0.75: inside 0.70..0.85
+
+
+def test_v2_keeps_cheapest_at_one_only_if_alone() -> None:
+    a = VariantInfo("a", cost=5, current=1, ready=1, min_replicas=0)
+    b = VariantInfo("b", cost=10, current=1, ready=1, min_replicas=0)
+    idle = [rep("x", "a", 0.0, 0, num_gpu_blocks=1000), rep("y", "b", 0.0, 0, num_gpu_blocks=1000)]
+    assert SaturationV2Analyzer().targets(obs([a, b], idle)) == {"a": 1, "b": 0}
+
+
+def test_enforcer() -> None:
+    a = VariantInfo("a", cost=5, current=0, ready=0)
+    b = VariantInfo("b", cost=1, current=0, ready=0)
+    o = obs([a, b], [], success_in_retention=0.0)
+    assert enforce_scale_to_zero(o, {"a": 0, "b": 0}, ScaleToZeroConfig()) == {"a": 0, "b": 1}
+    assert enforce_scale_to_zero(o, {"a": 2, "b": 1}, ScaleToZeroConfig(enabled=True)) == {"a": 0, "b": 0}
+    queued = obs([a, b], [], success_in_retention=0.0, scheduler_queue_size=2)
+    assert enforce_scale_to_zero(queued, {"a": 1, "b": 0}, ScaleToZeroConfig(enabled=True)) == {"a": 1, "b": 0}
+    as_read = ScaleToZeroConfig(enabled=True, keep_while_queued=False)
+    assert enforce_scale_to_zero(queued, {"a": 1, "b": 0}, as_read) == {"a": 0, "b": 0}
+    no_data = obs([a, b], [], success_in_retention=None)
+    assert enforce_scale_to_zero(no_data, {"a": 2, "b": 1}, ScaleToZeroConfig(enabled=True)) == {"a": 2, "b": 1}
+
+
+def test_group_by_model() -> None:
+    vs = [VariantInfo("b", "m1", "ns1"), VariantInfo("a", "m1", "ns1"), VariantInfo("c", "m1", "ns2")]
+    groups = group_by_model(vs)
+    assert list(groups) == ["m1|ns1", "m1|ns2"]
+    assert [v.name for v in groups["m1|ns1"]] == ["a", "b"]
+
+
+def test_v2_fallback_without_cache_config_info() -> None:
+    """llm-d-inference-sim exposes no vllm:cache_config_info: capacity = derived k2 x kvCacheThreshold."""
+    v = VariantInfo("v", current=1, ready=1, max_num_seqs=8, max_num_batched_tokens=8192)
+    r = rep("p", "v", 0.5, 2, num_gpu_blocks=0, input_tokens=1000, output_tokens=200)
+    analysis = SaturationV2Analyzer().analyze(obs([v], [r]))
+    cap = derived_k2(v, 1000, 200) * 0.80  # 8 * 1100 * 0.8
+    assert analysis.variants[0].per_replica_capacity == pytest.approx(cap)
+    assert analysis.variants[0].demand == pytest.approx(0.5 * cap + 2 * 1200)
+
+
+def test_gpu_limiter_grants_whole_replicas_by_spare_kv_then_cost() -> None:
+    from twin.policy.serving.saturation import ScaleUpRequest, limit_scale_ups
+
+    reqs = [
+        ScaleUpRequest("a|ns", "big", current=1, target=3, spare_kv=0.05, cost=10, gpus_per_replica=2),
+        ScaleUpRequest("b|ns", "small", current=2, target=4, spare_kv=0.02, cost=10),
+        ScaleUpRequest("c|ns", "down", current=5, target=4, spare_kv=0.5, cost=1),
+    ]
+    out = limit_scale_ups(reqs, available_gpus=5)
+    # "small" (least spare KV) takes 2 GPUs; "big" wants 4 GPUs, gets 3 -> one whole 2-GPU replica
+    assert out == {("b|ns", "small"): 4, ("a|ns", "big"): 2, ("c|ns", "down"): 4}
+    assert limit_scale_ups(reqs, available_gpus=0)[("b|ns", "small")] == 2

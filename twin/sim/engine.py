@@ -1,0 +1,650 @@
+"""The SimPy model: worker lifecycle, scheduling passes, preemption, contention, faults, controllers.
+
+Time belongs to SimPy; nothing polls. High-volume lifecycle events (arrival, completion, usage
+changes) are plain SimPy timeouts with callbacks, not generator processes (simulators-and-trace.md
+section 3.2). A completion time is computed from the remaining work and the current rate; when a
+worker's share changes its completion is rescheduled and the old timeout is ignored through a
+version counter (lazy deletion). Controllers (metrics, limiter loop) are processes that tick at
+their real interval.
+
+Scheduling: a new worker is tried at once (unless same-signature workers already wait: they go
+first). Whenever capacity is freed (a worker leaves, a node recovers) one pass over the pending
+queue runs at the end of that instant, in queue order (QoS, then arrival, then creation order),
+skipping signatures that already failed in the pass. A worker with priority > 0 that does not fit
+asks ``plan_preemption`` for victims of lower priority.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, cast
+
+import simpy
+
+from twin.errors import TwinInputError
+from twin.hardware import HardwareCatalog, default_catalog
+from twin.policy.billing import PricingTable, QoSPrice, eviction_protected, worker_cost_per_second
+from twin.policy.isolation import DEFAULT_ERL, ErlParams, received_shares, up_limit_fraction, vram_oom_reason
+from twin.policy.placement import PlacementResult, PlacementStrategy, get_strategy, plan_preemption, schedule
+from twin.policy.quota import QuotaStore
+from twin.resources import GIB, AllocRequest, GPUPhase, IsolationMode
+from twin.scenario import LoadedScenario, Scenario
+from twin.sim.cluster import build_cluster, pool_placement
+from twin.sim.contention import GpuLoad
+from twin.sim.demand import default_demand, default_vram
+from twin.sim.events import EventLog
+from twin.sim.generators import UsageSeries
+from twin.sim.limiter_loop import LimiterLoop
+from twin.sim.metrics import Metrics
+from twin.sim.sources import install_sources
+from twin.sim.workers import Outcome, PendingQueue, Phase, SimWorker, request_signature
+
+_STRATEGY_POOL_PARAMS = ("vram_weight", "tflops_weight")
+
+
+class Simulation:
+    """One run of one scenario. Build it, call :meth:`run`, read ``metrics``/``events``/``workers``."""
+
+    def __init__(
+        self,
+        loaded: LoadedScenario,
+        *,
+        seed: int | None = None,
+        record_events: bool = True,
+        catalog: HardwareCatalog | None = None,
+        check_invariants: bool = False,
+    ) -> None:
+        self.loaded = loaded
+        self.scenario: Scenario = loaded.scenario
+        self.seed = self.scenario.seed if seed is None else seed
+        self.catalog = catalog or default_catalog()
+        self.env = simpy.Environment()
+        self.state, self.profiles = build_cluster(self.scenario, self.catalog)
+        self.quota = QuotaStore({ns: q.to_spec(ns) for ns, q in self.scenario.quotas.items()})
+        self.strategies: dict[str, PlacementStrategy] = {}
+        for pool in self.scenario.pools:
+            cfg = pool_placement(self.scenario, pool)
+            params = {k: v for k, v in cfg.params.items() if k not in _STRATEGY_POOL_PARAMS}
+            self.strategies[pool] = get_strategy(cfg.strategy, **params)
+        self.pricing = _pricing(self.scenario)
+        limiter = self.scenario.controller("limiter")
+        self.erl = _erl_params(limiter.params if limiter else {})
+        gpus = self.state.gpus
+        self.gpu_price = {g: self._price_of(gpu.node) for g, gpu in gpus.items()}
+        self.load = GpuLoad(
+            {g: gpu.capacity.tflops for g, gpu in gpus.items()},
+            {g: gpu.capacity.vram for g, gpu in gpus.items()},
+            self.gpu_price,
+            self.erl,
+        )
+        self.pending = PendingQueue()
+        self.workers: dict[str, SimWorker] = {}
+        self.events = EventLog(enabled=record_events)
+        self.check_invariants = check_invariants
+        self.invariant_problems: list[str] = []
+        self._seq = 0
+        self._alloc_cache: dict[str, tuple[float, int]] = {}
+        self._pass_requested = False
+        self._preempted_at: dict[str, float] = {}
+        self._running_by_priority: dict[int, int] = {}
+        # Allocation totals (what the scheduler reserved), kept incrementally.
+        self.alloc_tflops = 0.0
+        self.alloc_vram = 0
+        self.limit_tflops = 0.0
+        self.limit_vram = 0
+        self.limit_tflops_once = 0.0  # TensorFusion's virtual-available quirk: limits counted once
+        self.limit_vram_once = 0
+        self.running = 0
+        self.running_set: dict[str, SimWorker] = {}
+        self.slowdown_sum = 0.0  # sum over running workers of alone / received share
+        self.slowdown_count = 0
+        self.native_running = 0
+        # Time integrals, advanced lazily by integrate().
+        self._last_integrate = 0.0
+        self.cost_rate_sum = 0.0  # TensorFusion billing, $/s over running workers
+        self.tf_cost = 0.0
+        self.busy_cost = 0.0  # catalogue price of GPUs that host at least one worker
+        self.used_tflops_int = 0.0
+        self.alloc_tflops_int = 0.0
+        self.busy_gpus_int = 0.0
+        self.failed_gpus: set[str] = set()
+        self.metrics = Metrics(self)
+        self.rollout_hooks: list[Callable[[SimWorker], None]] = []
+        self.limiter_loop: LimiterLoop | None = None
+        install_sources(self)
+        self._install_faults()
+        self._install_controllers()
+
+    # ------------------------------------------------------------------ setup helpers
+
+    def _price_of(self, node: str) -> float:
+        n = self.state.nodes[node]
+        return n.cost_per_hour / max(1, len(n.gpus))
+
+    def next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def pool_capacity_tflops(self, pool: str) -> float:
+        return self.profiles[pool].fp16_tflops
+
+    def new_worker(
+        self,
+        req: AllocRequest,
+        workload: str,
+        total_work: float,
+        training: bool,
+        compute: UsageSeries | None,
+        vram: UsageSeries | None,
+        *,
+        native: bool = False,
+        replicaset: str | None = None,
+        eviction_protection_s: float | None = None,
+    ) -> SimWorker:
+        w = SimWorker(
+            req, self.next_seq(), self.env.now, workload, total_work, training, compute, vram, native, replicaset
+        )
+        w.signature = request_signature(req, native)
+        cap = self.pool_capacity_tflops(req.pool)
+        w.up_limit = 1.0 if native or req.isolation is IsolationMode.SHARED else up_limit_fraction(req.limit, cap)
+        w.demand = (
+            compute.value(0.0, self.env.now) if compute is not None else default_demand(req.request, req.limit, cap)
+        )
+        w.cost_rate = 0.0 if native else worker_cost_per_second(req, self.pricing, capacity_tflops=cap)
+        if (
+            eviction_protection_s
+            and not native
+            and eviction_protected(req.qos, w.arrival, w.arrival, eviction_protection_s)
+        ):
+            w.protected_until = w.arrival + eviction_protection_s
+        return w
+
+    # ------------------------------------------------------------------ integrals
+
+    def integrate(self) -> None:
+        now = self.env.now
+        dt = now - self._last_integrate
+        if dt > 0:
+            self.tf_cost += self.cost_rate_sum * dt
+            self.busy_cost += self.load.busy_price_per_hour * dt / 3600.0
+            self.used_tflops_int += self.load.used_tflops * dt
+            self.alloc_tflops_int += self.alloc_tflops * dt
+            self.busy_gpus_int += self.load.busy_gpus * dt
+            self._last_integrate = now
+
+    # ------------------------------------------------------------------ arrival and scheduling
+
+    def arrive(self, w: SimWorker) -> None:
+        """A worker appears (pod created): try it now, or queue it behind its own kind."""
+        self.workers[w.uid] = w
+        self.metrics.observe_arrival(w)
+        self.events.log(self.env.now, "arrive", w.uid, workload=w.workload, qos=w.qos.value, native=w.native)
+        if self._pass_requested or self.pending.has_group(w.signature):
+            self.pending.push(w)
+            return
+        if not self._try_place(w, queued=False):
+            self.pending.push(w)
+
+    def request_pass(self) -> None:
+        """Run one scheduling pass at the end of the current instant (coalesces many frees)."""
+        if self._pass_requested or self.pending.size == 0:
+            return
+        self._pass_requested = True
+        ev = self.env.timeout(0)
+        ev.callbacks.append(self._run_pass)
+
+    def _run_pass(self, _ev: simpy.Event) -> None:
+        self._pass_requested = False
+        for w in self.pending.pass_order():
+            self._try_place(w, queued=True)
+
+    def _try_place(self, w: SimWorker, *, queued: bool) -> bool:
+        strategy = self.strategies[w.req.pool]
+        # Pods admitted without TensorFusion are not TensorFusion workers: no GPUResourceQuota.
+        quota = None if w.native else self.quota
+        res = schedule(self.state, w.req, strategy, quota)
+        if res.ok:
+            self._bind(w, res, queued)
+            return True
+        if res.unresolvable:
+            self._reject(w, res.reason, queued)
+            return True
+        prio = w.req.priority
+        now = self.env.now
+        if (
+            self.scenario.preemption
+            and prio > 0
+            and self._lowest_running_priority() < prio
+            and self._preempted_at.get(w.uid) != now  # one preemption attempt per worker per instant
+        ):
+            self._preempted_at[w.uid] = now
+            plan = plan_preemption(self.state, w.req, strategy, quota)
+            if plan is not None:
+                victims = [self.workers[alloc.request.uid] for alloc in plan.victims]
+                if victims and all(v.req.priority < prio for v in victims):
+                    for v in victims:
+                        self._evict(v, f"preempted by {w.uid} ({w.qos.value})", preempted=True)
+                    res = schedule(self.state, w.req, strategy, quota)
+                    if res.ok:
+                        self._bind(w, res, queued)
+                        return True
+                    # The victims are back in the queue; capacity they freed is offered to everyone.
+                    self.request_pass()
+        if res.reason != w.last_reason:
+            w.last_reason = res.reason
+            self.events.log(self.env.now, "unschedulable", w.uid, reason=res.reason)
+        return False
+
+    def _lowest_running_priority(self) -> int:
+        live = [p for p, n in self._running_by_priority.items() if n > 0]
+        return min(live) if live else 1 << 62
+
+    def _reject(self, w: SimWorker, reason: str, queued: bool) -> None:
+        if queued:
+            self.pending.discard(w)
+        w.phase = Phase.DONE
+        w.outcome = Outcome.REJECTED
+        w.finished_at = self.env.now
+        self.events.log(self.env.now, "reject", w.uid, reason=reason)
+        self.metrics.on_done(w)
+        self._after_done(w)
+
+    # ------------------------------------------------------------------ binding and running
+
+    def _bind(self, w: SimWorker, res: PlacementResult, queued: bool) -> None:
+        now = self.env.now
+        self.integrate()
+        if queued:
+            self.pending.discard(w)
+        self._preempted_at.pop(w.uid, None)
+        assert res.node is not None
+        w.phase = Phase.RUNNING
+        w.gpu_ids = tuple(res.gpu_ids)
+        w.node = res.node
+        w.started_at = now
+        w.last_t = now
+        if w.first_start is None:
+            w.first_start = now
+        self.metrics.on_pending_done(w, now - w.pending_since)
+        w.last_reason = ""
+        gpu0 = self.state.gpus[w.gpu_ids[0]]
+        if w.req.isolation is IsolationMode.PARTITIONED:
+            tpl = gpu0.template(res.partition_template or w.req.partition_template or "")
+            w.slice_fraction = tpl.compute_percent / 100.0 if tpl is not None else 1.0
+        w.alone = self._alone_share(w)
+        self._account_alloc(w, +1)
+        self.running += 1
+        self.running_set[w.uid] = w
+        if w.native:
+            self.native_running += 1
+        p = w.req.priority
+        self._running_by_priority[p] = self._running_by_priority.get(p, 0) + 1
+        self.cost_rate_sum += w.cost_rate
+        if now < w.protected_until:
+            # Billing multiplies a protected worker's cost until creation + protection (semantics 3).
+            w.surcharge = w.cost_rate * (self.pricing.protection_multiplier - 1.0)
+            self.cost_rate_sum += w.surcharge
+            ends = self.env.timeout(w.protected_until - now, (w, now))
+            ends.callbacks.append(self._on_protection_end)
+        usage = self._vram_at(w)
+        w.vram_usage = 0
+        self.load.add(w)
+        self.events.log(
+            now,
+            "bind",
+            w.uid,
+            node=w.node,
+            gpus=list(w.gpu_ids),
+            template=res.partition_template,
+            waited=round(now - w.pending_since, 6),
+            node_score=res.node_scores.get(w.node),
+            candidates=len(res.node_scores) or None,
+            strategy=self.strategies[w.req.pool].name,
+        )
+        if self._check_oom(w, usage):
+            return
+        self.refresh([w, *self._recompute(w.gpu_ids)])
+        if not w.kind_training:
+            self._schedule_completion(w)
+        if (w.compute is not None and w.compute.moving) or (w.vram is not None and w.vram.moving):
+            self._schedule_usage_tick(w)
+        if self.check_invariants:
+            self.invariant_problems.extend(self.state.check_invariants())
+
+    def _account_alloc(self, w: SimWorker, sign: int) -> None:
+        cap = self.state.gpus[w.gpu_ids[0]].capacity.tflops
+        takes = [self.state.gpus[g].takes.get(w.uid) for g in w.gpu_ids]
+        if sign > 0:
+            w_alloc_t = sum(t.tflops for t in takes if t is not None)
+            w_alloc_v = sum(t.vram for t in takes if t is not None)
+            w.shares.clear()
+            self._alloc_cache[w.uid] = (w_alloc_t, w_alloc_v)
+        else:
+            w_alloc_t, w_alloc_v = self._alloc_cache.pop(w.uid)
+        lim_t = w.req.limit.effective_tflops(cap)
+        lim_v = w.req.limit.vram
+        n = w.req.gpu_count
+        self.alloc_tflops += sign * w_alloc_t
+        self.alloc_vram += sign * w_alloc_v
+        self.limit_tflops += sign * lim_t * n
+        self.limit_vram += sign * lim_v * n
+        self.limit_tflops_once += sign * lim_t
+        self.limit_vram_once += sign * lim_v
+
+    def _alone_share(self, w: SimWorker) -> float:
+        if w.req.isolation is IsolationMode.PARTITIONED:
+            return min(w.demand, w.slice_fraction)
+        return received_shares(w.req.isolation, [w.demand], [w.up_limit], None, self.erl)[0]
+
+    def _recompute(self, gpu_ids: Sequence[str]) -> list[SimWorker]:
+        changed: list[SimWorker] = []
+        for g in gpu_ids:
+            changed.extend(self.load.recompute(g))
+        return changed
+
+    def refresh(self, candidates: list[SimWorker]) -> None:
+        """Apply new shares: advance each changed worker to now at its old rate, then switch."""
+        now = self.env.now
+        seen: set[str] = set()
+        for w in candidates:
+            if w.uid in seen or w.phase is not Phase.RUNNING:
+                continue
+            seen.add(w.uid)
+            shares = w.shares
+            share = min(shares.get(g, 0.0) for g in w.gpu_ids) if len(w.gpu_ids) > 1 else shares.get(w.gpu_ids[0], 0.0)
+            if share == w.share and w.rate > 0:
+                continue
+            self._advance(w, now)
+            w.share = share
+            self._track_slowdown(w)
+            if w.kind_training:
+                cap = self.load.capacity_tflops[w.gpu_ids[0]]
+                w.rate = share * cap * len(w.gpu_ids)
+                self._schedule_completion(w)
+            else:
+                w.rate = 1.0
+
+    def _track_slowdown(self, w: SimWorker) -> None:
+        """Keep the sum of running workers' instantaneous slowdown (alone / received) current."""
+        ratio = w.alone / w.share if w.share > 0 and w.alone > 0 and w.phase is Phase.RUNNING else 0.0
+        if w.ratio > 0:
+            self.slowdown_sum -= w.ratio
+            self.slowdown_count -= 1
+        if ratio > 0:
+            self.slowdown_sum += ratio
+            self.slowdown_count += 1
+        if self.slowdown_count == 0:
+            self.slowdown_sum = 0.0  # drop float residue so an empty cluster reads exactly 1
+        w.ratio = ratio
+
+    def _advance(self, w: SimWorker, now: float) -> None:
+        dt = now - w.last_t
+        if dt > 0:
+            w.received_int += w.share * dt
+            w.alone_int += w.alone * dt
+            w.run_time += dt
+            w.remaining -= w.rate * dt
+            w.cost += (w.cost_rate + w.surcharge) * dt
+            w.last_t = now
+
+    def _schedule_completion(self, w: SimWorker) -> None:
+        w.version += 1
+        if math.isinf(w.remaining) or w.rate <= 0:
+            return
+        ev = self.env.timeout(max(0.0, w.remaining / w.rate), (w, w.version))
+        ev.callbacks.append(self._on_complete)
+
+    def _on_complete(self, ev: simpy.Event) -> None:
+        w, version = cast(tuple[SimWorker, int], ev.value)
+        if version != w.version or w.phase is not Phase.RUNNING:
+            return
+        self.finish(w, Outcome.COMPLETED)
+
+    def _on_protection_end(self, ev: simpy.Event) -> None:
+        w, epoch = cast(tuple[SimWorker, float], ev.value)
+        if w.phase is not Phase.RUNNING or w.started_at != epoch or w.surcharge == 0.0:
+            return
+        self.integrate()
+        self._advance(w, self.env.now)
+        self.cost_rate_sum -= w.surcharge
+        w.surcharge = 0.0
+
+    # ------------------------------------------------------------------ usage over time
+
+    def _vram_at(self, w: SimWorker) -> int:
+        if w.vram is None:
+            return default_vram(w.req)
+        return int(round(w.vram.value(w.run_time, self.env.now) * GIB))
+
+    def _mem_limit(self, w: SimWorker, gpu: str) -> int:
+        device = self.load.vram_capacity[gpu]
+        if w.native or w.req.isolation is IsolationMode.SHARED:
+            return device
+        if w.req.isolation is IsolationMode.PARTITIONED:
+            g = self.state.gpus[gpu]
+            part = g.partitions.get(w.uid)
+            tpl = g.template(part.template_id) if part is not None else None
+            return int(tpl.memory_gib * GIB) if tpl is not None else device
+        return w.req.limit.vram if w.req.limit.vram > 0 else device
+
+    def _check_oom(self, w: SimWorker, usage: int) -> bool:
+        """Set ``w``'s VRAM use; if that fails on any device, kill it (OOM) and return True."""
+        for g in w.gpu_ids:
+            others = self.load.vram_used[g] - w.vram_usage
+            reason = vram_oom_reason(usage, self._mem_limit(w, g), others, self.load.vram_capacity[g])
+            if reason is not None:
+                self.events.log(self.env.now, "oom", w.uid, gpu=g, reason=reason, usage_gib=round(usage / GIB, 3))
+                self.metrics.on_oom(w)
+                self.finish(w, Outcome.OOM_KILLED)
+                return True
+        self.load.set_vram(w, usage)
+        return False
+
+    def _schedule_usage_tick(self, w: SimWorker) -> None:
+        steps = [s.profile.step for s in (w.compute, w.vram) if s is not None and s.moving]
+        ev = self.env.timeout(min(steps), (w, w.started_at))
+        ev.callbacks.append(self._on_usage_tick)
+
+    def _on_usage_tick(self, ev: simpy.Event) -> None:
+        w, epoch = cast(tuple[SimWorker, float], ev.value)
+        if w.phase is not Phase.RUNNING or w.started_at != epoch:
+            return
+        self.integrate()
+        self._advance(w, self.env.now)
+        if w.vram is not None and w.vram.moving and self._check_oom(w, self._vram_at(w)):
+            return
+        if w.compute is not None and w.compute.moving:
+            demand = w.compute.value(w.run_time, self.env.now)
+            if demand != w.demand:
+                w.demand = demand
+                w.alone = self._alone_share(w)
+                self._track_slowdown(w)
+                self.refresh([w, *self._recompute(w.gpu_ids)])
+        self._schedule_usage_tick(w)
+
+    # ------------------------------------------------------------------ leaving
+
+    def _release(self, w: SimWorker) -> None:
+        self.integrate()
+        self._advance(w, self.env.now)
+        self.state.release(w.uid)
+        if not w.native:
+            self.quota.remove(w.req)
+        self._account_alloc(w, -1)
+        self.load.remove(w)
+        self.running -= 1
+        del self.running_set[w.uid]
+        if w.native:
+            self.native_running -= 1
+        self._running_by_priority[w.req.priority] -= 1
+        self.cost_rate_sum -= w.cost_rate + w.surcharge
+        w.surcharge = 0.0
+        w.version += 1
+        gpus = w.gpu_ids
+        w.share = 0.0
+        w.rate = 0.0
+        self._track_slowdown(w)
+        self.refresh(self._recompute(gpus))
+
+    def finish(self, w: SimWorker, outcome: Outcome) -> None:
+        """End a worker for good (completed, OOM-killed, deleted). Frees its GPUs if it runs."""
+        now = self.env.now
+        if w.phase is Phase.RUNNING:
+            self._release(w)
+            self.request_pass()
+        elif w.phase is Phase.PENDING:
+            self.pending.discard(w)
+        else:
+            return
+        w.phase = Phase.DONE
+        w.outcome = outcome
+        w.finished_at = now
+        if outcome is not Outcome.OOM_KILLED:
+            self.events.log(now, "finish", w.uid, outcome=outcome.value)
+        self.metrics.on_done(w)
+        self._after_done(w)
+
+    def _after_done(self, w: SimWorker) -> None:
+        for hook in self.rollout_hooks:
+            hook(w)
+
+    def _evict(self, w: SimWorker, reason: str, *, preempted: bool) -> None:
+        """Take a running worker off its GPUs and queue it again (preemption, node or GPU failure)."""
+        self._release(w)
+        w.phase = Phase.PENDING
+        w.pending_since = self.env.now
+        w.gpu_ids = ()
+        w.node = None
+        if preempted:
+            w.preemptions += 1
+            self.metrics.on_preempted(w)
+        else:
+            self.metrics.on_fault_eviction(w)
+        self.events.log(self.env.now, "evict", w.uid, reason=reason)
+        self.pending.push(w)
+
+    # ------------------------------------------------------------------ faults
+
+    def _install_faults(self) -> None:
+        for i, fault in enumerate(self.scenario.faults):
+            if fault.node not in self.state.nodes:
+                raise TwinInputError(
+                    f"unknown node; nodes are named <pool>-<index>, e.g. {next(iter(self.state.nodes), '?')}",
+                    file=self.loaded.source,
+                    field=f"faults.{i}.node",
+                    value=fault.node,
+                )
+            if fault.gpu is not None and fault.gpu >= len(self.state.nodes[fault.node].gpus):
+                raise TwinInputError(
+                    "the node has no GPU with this index",
+                    file=self.loaded.source,
+                    field=f"faults.{i}.gpu",
+                    value=fault.gpu,
+                )
+            self.env.process(self._fault_process(fault.kind, fault.node, fault.gpu, fault.at, fault.recover_after))
+
+    def _fault_gpus(self, node: str, gpu: int | None) -> list[str]:
+        gpus = self.state.nodes[node].gpus
+        return list(gpus) if gpu is None else [gpus[gpu]]
+
+    def _fault_process(self, kind: str, node: str, gpu: int | None, at: float, recover_after: float | None) -> Any:
+        yield self.env.timeout(at)
+        gpus = self._fault_gpus(node, gpu if kind == "gpu-failure" else None)
+        self.events.log(self.env.now, "fault", node, fault=kind, gpus=gpus if kind == "gpu-failure" else None)
+        if kind in ("node-failure", "heartbeat-loss"):
+            self.state.set_node_ready(node, False)
+        if kind in ("node-failure", "gpu-failure"):
+            victims: dict[str, SimWorker] = {}
+            for g in gpus:
+                self.state.set_gpu_phase(g, GPUPhase.UNKNOWN)
+                self.failed_gpus.add(g)
+                for w in self.load.residents[g]:
+                    victims[w.uid] = w
+            for w in sorted(victims.values(), key=lambda v: v.seq):
+                self._evict(w, kind, preempted=False)
+            self.request_pass()
+        if recover_after is None:
+            return
+        yield self.env.timeout(recover_after)
+        self.events.log(self.env.now, "recover", node, fault=kind)
+        if kind in ("node-failure", "heartbeat-loss"):
+            self.state.set_node_ready(node, True)
+        if kind in ("node-failure", "gpu-failure"):
+            for g in gpus:
+                self.state.set_gpu_phase(g, GPUPhase.RUNNING)
+                self.failed_gpus.discard(g)
+        self.request_pass()
+
+    # ------------------------------------------------------------------ controllers
+
+    def _install_controllers(self) -> None:
+        metrics = self.scenario.controller("metrics")
+        period = metrics.period if metrics is not None else 60.0
+        self.env.process(self._metrics_loop(period))
+        limiter = self.scenario.controller("limiter")
+        mode = limiter.params.get("mode", "fluid") if limiter is not None else "fluid"
+        if mode not in ("fluid", "loop"):
+            raise TwinInputError(
+                "the limiter mode must be fluid or loop",
+                file=self.loaded.source,
+                field="controllers.limiter.params.mode",
+                value=mode,
+            )
+        if limiter is not None and mode == "loop":
+            self.limiter_loop = LimiterLoop(self, limiter.period)
+            self.limiter_loop.install()
+        vertical = self.scenario.controller("vertical-autoscaler")
+        if vertical is not None:
+            try:
+                install_vertical_autoscaler = importlib.import_module("twin.sim.vertical").install_vertical_autoscaler
+            except (ImportError, AttributeError) as err:
+                raise TwinInputError(
+                    "the vertical-autoscaler controller is not available in this build",
+                    file=self.loaded.source,
+                    field="controllers",
+                    value="vertical-autoscaler",
+                ) from err
+            install_vertical_autoscaler(self, vertical)
+
+    def _metrics_loop(self, period: float) -> Any:
+        while True:
+            self.integrate()
+            self.metrics.sample()
+            yield self.env.timeout(period)
+
+    # ------------------------------------------------------------------ running
+
+    def run(self, progress: Callable[[float], None] | None = None, chunks: int = 200) -> None:
+        """Run to the scenario's duration, calling ``progress(sim_time)`` between chunks."""
+        end = self.scenario.duration
+        step = end / max(1, chunks)
+        t = 0.0
+        while t < end:
+            t = min(end, t + step)
+            self.env.run(until=t)
+            if progress is not None:
+                progress(t)
+        self.integrate()
+        for w in self.workers.values():
+            if w.phase is Phase.RUNNING:
+                self._advance(w, end)
+        self.metrics.sample()
+        self.metrics.finalize()
+
+
+def _pricing(scenario: Scenario) -> PricingTable:
+    if scenario.pricing is None:
+        return PricingTable.sample()
+    return PricingTable(
+        {
+            q: QoSPrice(p.tflops_per_hour, p.vram_gib_per_hour, p.limits_over_requests)
+            for q, p in scenario.pricing.items()
+        }
+    )
+
+
+def _erl_params(params: dict[str, Any]) -> ErlParams:
+    fields = {k: float(v) for k, v in params.items() if k != "mode" and hasattr(DEFAULT_ERL, k)}
+    return ErlParams(**fields) if fields else DEFAULT_ERL

@@ -1,0 +1,32 @@
+"""The decision log: every arrival, binding, refusal, preemption, eviction, OOM, fault and finish.
+
+Entries are kept as small tuples while the run goes and rendered to JSON lines once at the end,
+with sorted keys and fixed float formatting, so equal runs give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+
+class EventLog:
+    def __init__(self, *, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.entries: list[tuple[float, str, str, dict[str, Any]]] = []
+        self.counts: dict[str, int] = {}
+
+    def log(self, t: float, kind: str, subject: str, /, **details: Any) -> None:
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+        if self.enabled:
+            self.entries.append((t, kind, subject, details))
+
+    def to_jsonl(self) -> str:
+        lines = []
+        for t, kind, subject, details in self.entries:
+            record: dict[str, Any] = {"t": round(t, 6), "event": kind, "subject": subject}
+            for key, value in details.items():
+                if value is not None:
+                    record[key] = round(value, 6) if isinstance(value, float) else value
+            lines.append(json.dumps(record, sort_keys=True, separators=(",", ":")))
+        return "\n".join(lines) + ("\n" if lines else "")

@@ -1,0 +1,729 @@
+"""A SimPy model of vLLM-like serving replicas under a WVA/HPA closed loop.
+
+Each replica runs vLLM's continuous batching: up to ``max_num_seqs`` sequences, a per-step token
+budget ``max_num_batched_tokens`` shared by decodes (one token each) and chunked prefills, and a KV
+cache of ``num_gpu_blocks`` blocks of ``block_size`` tokens. A step with ``t`` scheduled tokens over
+sequences holding ``c`` KV tokens takes ``alpha + beta*t + gamma*c`` ms (the accelerator's WVA
+parameters: per-iteration overhead, compute per token, KV memory access per token).
+
+Efficiency: the replica does not tick per token. Steps with prefill run one at a time; a run of
+pure-decode steps (fixed batch, context growing by one token per sequence per step) is advanced
+in closed form to the next completion, and cut short at a step boundary when a request arrives.
+
+Around the replicas: a router (round robin or least loaded), pod start-up delay, a Prometheus-like
+scrape of the series WVA reads, the chosen autoscaler at its interval, and the HPA (or KEDA)
+turning its output into replicas. Replicas are placed by a :class:`ReplicaPlacer` (the seam to the
+GPU pool's placement policy).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import simpy
+
+from twin.errors import TwinInputError
+from twin.policy.serving.autoscalers import Autoscaler
+from twin.policy.serving.hpa import HPAController, HPASpec, KedaScaler, MetricSignal
+from twin.policy.serving.inferno import AcceleratorPerf
+from twin.policy.serving.observation import ModelObservation, ReplicaMetrics, VariantInfo
+from twin.policy.serving.queue_model import SizeTargets
+from twin.sim.serving_traffic import Trace
+
+# Request status codes in the result arrays.
+PENDING, DONE, TIMEOUT, REJECTED = 0, 1, 2, 3
+WVA_SCALE_FROM_ZERO_DELAY_S = 0.1  # the scale-from-zero engine polls every 100 ms
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """One vLLM engine on one accelerator (per replica)."""
+
+    alpha_ms: float
+    beta_ms: float
+    gamma_ms: float
+    max_num_seqs: int = 256
+    max_num_batched_tokens: int = 8192
+    num_gpu_blocks: int = 4096
+    block_size: int = 16
+    max_waiting: int = 1000  # llm-d-inference-sim's waiting-queue limit; beyond it requests are rejected
+    expose_cache_config: bool = True  # vllm:cache_config_info present (False mimics the inference simulator)
+
+
+@dataclass(frozen=True)
+class VariantConfig:
+    name: str
+    engine: EngineConfig
+    accelerator: str = "H100"
+    cost: float = 10.0  # per replica-hour, and WVA's variant cost
+    initial_replicas: int = 1
+    min_replicas: int = 1
+    max_replicas: int = 10
+    startup_s: float = 65.0
+    gpus_per_replica: int = 1
+    perf: AcceleratorPerf | None = None  # model-based autoscaler: defaults to the engine's parameters
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    model_id: str
+    variants: tuple[VariantConfig, ...]
+    namespace: str = "default"
+    slo_ttft_ms: float = 1000.0
+    slo_itl_ms: float = 50.0
+    router: str = "least-loaded"
+    scrape_interval_s: float = 15.0
+    request_timeout_s: float = 60.0
+    hpa: HPASpec = field(default_factory=HPASpec)
+    keda: bool = False
+    scale_to_zero: bool = False
+    retention_s: float = 600.0
+    timeline_step_s: float = 15.0
+
+
+class ReplicaPlacer(Protocol):
+    """Where a replica's vGPU worker lands. ``place`` returns a location, or None when the pool is full."""
+
+    def place(self, replica_id: str, variant: str, gpus: int) -> str | None: ...
+
+    def release(self, replica_id: str) -> None: ...
+
+
+class UnboundedPlacer:
+    """A pool with room for every replica (the default when no cluster is modelled)."""
+
+    def place(self, replica_id: str, variant: str, gpus: int) -> str | None:
+        return "pool"
+
+    def release(self, replica_id: str) -> None:
+        return None
+
+
+class _Seq:
+    __slots__ = ("first_token", "generated", "idx", "inp", "out", "prefill_left")
+
+    def __init__(self, idx: int, inp: int, out: int) -> None:
+        self.idx = idx
+        self.inp = inp
+        self.out = out
+        self.prefill_left = inp
+        self.generated = 0
+        self.first_token = -1.0
+
+
+class Replica:
+    """One vLLM pod: a SimPy process stepping its batch."""
+
+    def __init__(self, sim: ServingSim, variant: VariantConfig, name: str) -> None:
+        self.sim = sim
+        self.env = sim.env
+        self.variant = variant
+        self.cfg = variant.engine
+        self.name = name
+        self.state = "starting"
+        self.running: list[_Seq] = []
+        self.waiting: deque[_Seq] = deque()
+        self.reserved_blocks = 0
+        self.usable_blocks = self.cfg.num_gpu_blocks
+        self._wake: simpy.Event | None = None
+        self.location: str | None = None
+        # The pool-wide worker id: models in different namespaces may reuse variant names.
+        self.uid = f"{sim.config.namespace}/{name}"
+
+    # ---------------------------------------------------------------- observation
+
+    def kv_usage(self) -> float:
+        bs = self.cfg.block_size
+        used = sum(-(-(s.inp - s.prefill_left + s.generated) // bs) for s in self.running)
+        return used / self.cfg.num_gpu_blocks
+
+    def load(self) -> int:
+        return len(self.running) + len(self.waiting)
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def start(self, ready_now: bool) -> None:
+        self.env.process(self._run(ready_now))
+
+    def enqueue(self, seq: _Seq) -> None:
+        self.waiting.append(seq)
+        wake = self._wake
+        if wake is not None and not wake.triggered and len(self.running) < self.cfg.max_num_seqs:
+            wake.succeed()
+
+    def drain(self) -> None:
+        """Stop taking requests; finish what is queued and running, then go (graceful shutdown)."""
+        if self.state == "starting":
+            self.state = "gone"
+            self.sim.replica_gone(self)
+            return
+        self.state = "draining"
+        wake = self._wake
+        if wake is not None and not wake.triggered:
+            wake.succeed()
+
+    def _run(self, ready_now: bool) -> simpy.events.ProcessGenerator:
+        if not ready_now:
+            yield self.env.timeout(self.variant.startup_s)
+            if self.state == "gone":
+                return
+        self.state = "ready"
+        self.sim.replica_ready(self)
+        cfg = self.cfg
+        alpha, beta, gamma = cfg.alpha_ms, cfg.beta_ms, cfg.gamma_ms
+        while True:
+            self._admit()
+            if not self.running:
+                if self.state == "draining" and not self.waiting:
+                    self.state = "gone"
+                    self.sim.replica_gone(self)
+                    return
+                self._wake = self.env.event()
+                yield self._wake
+                self._wake = None
+                continue
+            if any(s.prefill_left > 0 for s in self.running):
+                yield from self._mixed_step(alpha, beta, gamma)
+                continue
+            yield from self._decode_epoch(alpha, beta, gamma)
+
+    def _admit(self) -> None:
+        cfg = self.cfg
+        now = self.env.now
+        timeout = self.sim.config.request_timeout_s
+        bs = cfg.block_size
+        while self.waiting and len(self.running) < cfg.max_num_seqs:
+            seq = self.waiting[0]
+            if now - self.sim.arrival[seq.idx] > timeout:
+                self.waiting.popleft()
+                self.sim.finish_error(seq, TIMEOUT)
+                continue
+            blocks = -(-(seq.inp + seq.out) // bs)
+            if self.reserved_blocks + blocks > self.usable_blocks:
+                break  # FCFS: the head waits for KV space
+            self.waiting.popleft()
+            self.reserved_blocks += blocks
+            self.running.append(seq)
+
+    def _mixed_step(self, alpha: float, beta: float, gamma: float) -> simpy.events.ProcessGenerator:
+        budget = self.cfg.max_num_batched_tokens
+        decodes = [s for s in self.running if s.prefill_left == 0]
+        tokens = len(decodes)
+        ctx = sum(s.inp + s.generated + 1 for s in decodes)
+        left = budget - tokens
+        chunks: list[tuple[_Seq, int]] = []
+        for s in self.running:
+            if s.prefill_left > 0 and left > 0:
+                chunk = min(s.prefill_left, left)
+                left -= chunk
+                tokens += chunk
+                ctx += s.inp - s.prefill_left + chunk
+                chunks.append((s, chunk))
+        yield self.env.timeout((alpha + beta * tokens + gamma * ctx) / 1000.0)
+        now = self.env.now
+        for s in decodes:
+            s.generated += 1
+        for s, chunk in chunks:
+            s.prefill_left -= chunk
+            if s.prefill_left == 0:
+                s.generated = 1  # the prefill step emits the first token
+                s.first_token = now
+        self._finish_done(now)
+
+    def _decode_epoch(self, alpha: float, beta: float, gamma: float) -> simpy.events.ProcessGenerator:
+        run = self.running
+        n = len(run)
+        m = min(s.out - s.generated for s in run)
+        c0 = sum(s.inp + s.generated for s in run)
+        a = alpha + beta * n + gamma * (c0 + n)  # first step: each sequence reads its context plus the new token
+        g = gamma * n  # the context grows by n tokens per step
+
+        def elapsed_ms(k: int) -> float:
+            return k * a + g * k * (k - 1) / 2.0
+
+        start = self.env.now
+        can_admit = len(run) < self.cfg.max_num_seqs and self.state != "draining"
+        if can_admit and not self.waiting:
+            self._wake = self.env.event()
+            yield self.env.timeout(elapsed_ms(m) / 1000.0) | self._wake
+            woke = self._wake.triggered
+            self._wake = None
+        else:
+            yield self.env.timeout(elapsed_ms(m) / 1000.0)
+            woke = False
+        steps = m
+        if woke:
+            done_ms = (self.env.now - start) * 1000.0
+            k = _steps_within(a, g, done_ms)
+            steps = min(k + 1, m)  # finish the step in progress, then admit
+            rest = elapsed_ms(steps) / 1000.0 - (self.env.now - start)
+            if rest > 0:
+                yield self.env.timeout(rest)
+        for s in run:
+            s.generated += steps
+        self._finish_done(self.env.now)
+
+    def _finish_done(self, now: float) -> None:
+        done = [s for s in self.running if s.prefill_left == 0 and s.generated >= s.out]
+        if not done:
+            return
+        bs = self.cfg.block_size
+        self.running = [s for s in self.running if not (s.prefill_left == 0 and s.generated >= s.out)]
+        for s in done:
+            self.reserved_blocks -= -(-(s.inp + s.out) // bs)
+            self.sim.finish_ok(s, now, self.variant.name)
+
+
+def _steps_within(a: float, g: float, t: float) -> int:
+    """The number of whole decode steps done in ``t`` ms: max k with k*a + g*k*(k-1)/2 <= t."""
+    if a <= 0 and g <= 0:
+        return 0
+    half = g / 2.0
+    b = a - half
+    # Positive root of half*k^2 + b*k - t = 0 in the form that stays finite when g is tiny;
+    # the loops below fix the float rounding of the estimate.
+    denom = b + math.sqrt(b * b + 4.0 * half * t)
+    k = int(2.0 * t / denom) if denom > 0 else 0
+    while k > 0 and k * a + g * k * (k - 1) / 2.0 > t:
+        k -= 1
+    while (k + 1) * a + g * (k + 1) * k / 2.0 <= t:
+        k += 1
+    return k
+
+
+@dataclass
+class _Sample:
+    t: float
+    running: int
+    waiting: int
+    kv: float
+
+
+@dataclass
+class ServingResult:
+    """Per-request arrays (indexed like the trace) and the replica timelines."""
+
+    arrival: np.ndarray
+    input_tokens: np.ndarray
+    output_tokens: np.ndarray
+    ttft_s: np.ndarray
+    itl_s: np.ndarray
+    e2e_s: np.ndarray
+    status: np.ndarray
+    timeline: list[tuple[float, str, int, int, float]]  # (t, variant, allocated, ready, desired)
+    replica_seconds: dict[str, float]
+    cost: float
+    duration_s: float
+    config: ServingConfig
+    autoscaler: str
+
+
+class ServingSim:
+    """One run: a trace through the replicas of one model, under one autoscaler."""
+
+    def __init__(
+        self,
+        config: ServingConfig,
+        trace: Trace,
+        autoscaler: Autoscaler,
+        placer: ReplicaPlacer | None = None,
+        duration_s: float | None = None,
+        env: simpy.Environment | None = None,
+    ) -> None:
+        self.config = config
+        self.trace = trace
+        self.autoscaler = autoscaler
+        self.placer = placer or UnboundedPlacer()
+        self.env = env if env is not None else simpy.Environment()
+        n = len(trace)
+        self.arrival = trace.arrival_s.astype(float)
+        self.duration_s = float(duration_s if duration_s is not None else (trace.arrival_s.max() if n else 0.0))
+        self.ttft = np.full(n, np.nan)
+        self.itl = np.full(n, np.nan)
+        self.e2e = np.full(n, np.nan)
+        self.status = np.zeros(n, dtype=np.int8)
+        self.variants = {v.name: v for v in config.variants}
+        self.replicas: dict[str, list[Replica]] = {v.name: [] for v in config.variants}
+        self._counter = 0
+        self._rr = 0
+        self.epp_queue: deque[_Seq] = deque()
+        self.samples: dict[str, deque[_Sample]] = {}
+        # Model-level cumulative counters (vllm:request_success_total and token histograms' sum/count).
+        self.success_total = 0
+        self.prompt_sum = 0.0
+        self.gen_sum = 0.0
+        self.success_by_variant: dict[str, int] = {v.name: 0 for v in config.variants}
+        self.counter_samples: deque[tuple[float, int, float, float]] = deque()
+        self.variant_samples: deque[tuple[float, dict[str, int]]] = deque()
+        self.desired: dict[str, int] = {}
+        self.hpas: dict[str, HPAController | KedaScaler] = {}
+        self.timeline: list[tuple[float, str, int, int, float]] = []
+        self.replica_seconds: dict[str, float] = {v.name: 0.0 for v in config.variants}
+        self._last_accounting = 0.0
+        self._allocated: dict[str, int] = {v.name: 0 for v in config.variants}
+        self._from_zero_pending = False
+
+    # ---------------------------------------------------------------- replicas
+
+    def _account(self) -> None:
+        now = self.env.now
+        dt = now - self._last_accounting
+        if dt > 0:
+            for name, count in self._allocated.items():
+                self.replica_seconds[name] += count * dt
+        self._last_accounting = now
+
+    def _add_replica(self, variant: VariantConfig, ready_now: bool = False) -> None:
+        self._counter += 1
+        rep = Replica(self, variant, f"{variant.name}-{self._counter}")
+        rep.location = self.placer.place(rep.uid, variant.name, variant.gpus_per_replica)
+        if rep.location is None:
+            return  # the pool is full: the pod stays unschedulable, the HPA will ask again
+        self._account()
+        self._allocated[variant.name] += 1
+        self.replicas[variant.name].append(rep)
+        rep.start(ready_now)
+
+    def replica_ready(self, rep: Replica) -> None:
+        self.samples[rep.name] = deque()
+        while self.epp_queue:
+            target = self._pick()
+            if target is None:
+                break
+            target.enqueue(self.epp_queue.popleft())
+
+    def replica_gone(self, rep: Replica) -> None:
+        self._account()
+        self._allocated[rep.variant.name] -= 1
+        self.replicas[rep.variant.name] = [r for r in self.replicas[rep.variant.name] if r is not rep]
+        self.samples.pop(rep.name, None)
+        self.placer.release(rep.uid)
+
+    def spec_replicas(self, variant: str) -> int:
+        return sum(1 for r in self.replicas[variant] if r.state in ("starting", "ready"))
+
+    def ready_replicas(self, variant: str) -> int:
+        return sum(1 for r in self.replicas[variant] if r.state == "ready")
+
+    def set_replicas(self, variant: str, target: int) -> None:
+        current = self.spec_replicas(variant)
+        cfg = self.variants[variant]
+        for _ in range(target - current):
+            self._add_replica(cfg)
+        if target < current:
+            # Kubernetes deletes not-ready pods first, then the newest.
+            starting = [r for r in self.replicas[variant] if r.state == "starting"][::-1]
+            ready = [r for r in self.replicas[variant] if r.state == "ready"][::-1]
+            for rep in (starting + ready)[: current - target]:
+                rep.drain()
+        self._record(variant)
+
+    def _record(self, variant: str) -> None:
+        self.timeline.append(
+            (
+                self.env.now,
+                variant,
+                self._allocated[variant],
+                self.ready_replicas(variant),
+                float(self.desired.get(variant, -1)),
+            )
+        )
+
+    # ---------------------------------------------------------------- requests
+
+    def _ready(self) -> list[Replica]:
+        return [r for name in sorted(self.replicas) for r in self.replicas[name] if r.state == "ready"]
+
+    def _pick(self) -> Replica | None:
+        ready = self._ready()
+        if not ready:
+            return None
+        if self.config.router == "round-robin":
+            self._rr += 1
+            return ready[self._rr % len(ready)]
+        # Least loaded: fewest running + waiting; ties go to the earliest in (variant, creation) order.
+        return min(ready, key=lambda r: r.load())
+
+    def _route(self, seq: _Seq) -> None:
+        rep = self._pick()
+        if rep is None:
+            self.epp_queue.append(seq)
+            if self.config.scale_to_zero and not self._from_zero_pending:
+                self._from_zero_pending = True
+                self.env.process(self._scale_from_zero())
+            return
+        if (
+            -(-(seq.inp + seq.out) // rep.cfg.block_size) > rep.cfg.num_gpu_blocks
+            or len(rep.waiting) >= rep.cfg.max_waiting
+        ):
+            self.finish_error(seq, REJECTED)
+            return
+        rep.enqueue(seq)
+
+    def finish_ok(self, seq: _Seq, now: float, variant: str) -> None:
+        self.success_by_variant[variant] += 1
+        i = seq.idx
+        self.status[i] = DONE
+        self.ttft[i] = seq.first_token - self.arrival[i]
+        self.e2e[i] = now - self.arrival[i]
+        if seq.out > 1:
+            self.itl[i] = (now - seq.first_token) / (seq.out - 1)
+        self.success_total += 1
+        self.prompt_sum += seq.inp
+        self.gen_sum += seq.out
+
+    def finish_error(self, seq: _Seq, code: int) -> None:
+        self.status[seq.idx] = code
+
+    # ---------------------------------------------------------------- processes
+
+    def _arrivals(self) -> simpy.events.ProcessGenerator:
+        t = self.trace
+        inp, out = t.input_tokens, t.output_tokens
+        for i in range(len(t)):
+            dt = self.arrival[i] - self.env.now
+            if dt > 0:
+                yield self.env.timeout(dt)
+            self._route(_Seq(i, int(inp[i]), max(int(out[i]), 1)))
+
+    def _scrape(self) -> simpy.events.ProcessGenerator:
+        keep = max(self.config.retention_s, 300.0) + self.config.scrape_interval_s
+        while True:
+            now = self.env.now
+            for rep in self._ready():
+                s = self.samples.setdefault(rep.name, deque())
+                s.append(_Sample(now, len(rep.running), len(rep.waiting), rep.kv_usage()))
+                while s and s[0].t < now - 120.0:
+                    s.popleft()
+            cs = self.counter_samples
+            cs.append((now, self.success_total, self.prompt_sum, self.gen_sum))
+            while cs and cs[0][0] < now - keep:
+                cs.popleft()
+            vs = self.variant_samples
+            vs.append((now, dict(self.success_by_variant)))
+            while vs and vs[0][0] < now - 60.0 - self.config.scrape_interval_s:
+                vs.popleft()
+            yield self.env.timeout(self.config.scrape_interval_s)
+
+    def _counter_delta(self, window: float) -> tuple[float, int, float, float] | None:
+        cs = self.counter_samples
+        if len(cs) < 2:
+            return None
+        now_t, s1, p1, g1 = cs[-1]
+        base = cs[0]
+        for sample in cs:
+            if sample[0] >= now_t - window:
+                break
+            base = sample
+        dt = now_t - base[0]
+        if dt <= 0:
+            return None
+        return dt, s1 - base[1], p1 - base[2], g1 - base[3]
+
+    def observe(self) -> ModelObservation:
+        """What WVA's PromQL would return now, from the scraped samples."""
+        cfg = self.config
+        now = self.env.now
+        rate_1m = self._counter_delta(60.0)
+        tok_5m = self._counter_delta(300.0)
+        retention = self._counter_delta(cfg.retention_s)
+        arrival = rate_1m[1] / rate_1m[0] if rate_1m else 0.0
+        i_avg = tok_5m[2] / tok_5m[1] if tok_5m and tok_5m[1] > 0 else 0.0
+        o_avg = tok_5m[3] / tok_5m[1] if tok_5m and tok_5m[1] > 0 else 0.0
+        replicas: list[ReplicaMetrics] = []
+        for rep in self._ready():
+            window = [s for s in self.samples.get(rep.name, ()) if s.t >= now - 60.0]
+            if not window:
+                continue
+            e = rep.cfg
+            replicas.append(
+                ReplicaMetrics(
+                    pod=rep.name,
+                    variant=rep.variant.name,
+                    kv_usage=max(s.kv for s in window),
+                    waiting=float(max(s.waiting for s in window)),
+                    running=float(window[-1].running),
+                    num_gpu_blocks=e.num_gpu_blocks if e.expose_cache_config else 0,
+                    block_size=e.block_size,
+                    input_tokens=i_avg,
+                    output_tokens=o_avg,
+                )
+            )
+        variants = []
+        for v in cfg.variants:
+            e = v.engine
+            perf = v.perf or AcceleratorPerf(
+                v.accelerator, e.alpha_ms, e.beta_ms, e.gamma_ms, acc_count=v.gpus_per_replica, max_batch=e.max_num_seqs
+            )
+            variants.append(
+                VariantInfo(
+                    name=v.name,
+                    model_id=cfg.model_id,
+                    namespace=cfg.namespace,
+                    accelerator=v.accelerator,
+                    cost=v.cost,
+                    current=self.spec_replicas(v.name),
+                    ready=self.ready_replicas(v.name),
+                    desired=self.desired.get(v.name),
+                    min_replicas=v.min_replicas,
+                    max_replicas=v.max_replicas,
+                    gpus_per_replica=v.gpus_per_replica,
+                    max_num_seqs=e.max_num_seqs,
+                    max_num_batched_tokens=e.max_num_batched_tokens,
+                    perf=perf,
+                    targets=SizeTargets(ttft_ms=cfg.slo_ttft_ms, itl_ms=cfg.slo_itl_ms),
+                )
+            )
+        return ModelObservation(
+            cfg.model_id,
+            cfg.namespace,
+            tuple(variants),
+            tuple(replicas),
+            arrival_rate=arrival,
+            input_tokens=i_avg,
+            output_tokens=o_avg,
+            success_in_retention=(retention[1] if retention else None),
+            scheduler_queue_size=len(self.epp_queue),
+            variant_arrival=self._variant_rates(),
+        )
+
+    def _variant_rates(self) -> dict[str, float]:
+        """Per-variant completion rate over the last minute (sum over the variant's pods)."""
+        vs = self.variant_samples
+        if len(vs) < 2:
+            return {}
+        now_t, last = vs[-1]
+        base_t, base = vs[0]
+        for t, counts in vs:
+            if t >= now_t - 60.0:
+                break
+            base_t, base = t, counts
+        dt = now_t - base_t
+        return {k: (last[k] - base[k]) / dt for k in last} if dt > 0 else {}
+
+    def _autoscaler_loop(self) -> simpy.events.ProcessGenerator:
+        while True:
+            yield self.env.timeout(self.autoscaler.interval_s)
+            self.desired.update(self.autoscaler.decide(self.env.now, self.observe()))
+
+    def _hpa_loop(self) -> simpy.events.ProcessGenerator:
+        cfg = self.config
+        for v in cfg.variants:
+            spec = HPASpec(
+                min_replicas=v.min_replicas,
+                max_replicas=v.max_replicas,
+                behavior=cfg.hpa.behavior,
+                tolerance=cfg.hpa.tolerance,
+                sync_period_s=cfg.hpa.sync_period_s,
+            )
+            hpa = HPAController(spec)
+            self.hpas[v.name] = KedaScaler(hpa) if cfg.keda else hpa
+        while True:
+            yield self.env.timeout(cfg.hpa.sync_period_s)
+            obs = self.observe()
+            published = {v.name: self.desired[v.name] for v in cfg.variants if v.name in self.desired}
+            signals = self.autoscaler.signals(obs, published)
+            for v in cfg.variants:
+                sig: list[MetricSignal] = signals.get(v.name, [])
+                current = self.spec_replicas(v.name)
+                target = self.hpas[v.name].reconcile(self.env.now, current, sig)
+                if target != current:
+                    self.set_replicas(v.name, target)
+
+    def _scale_from_zero(self) -> simpy.events.ProcessGenerator:
+        yield self.env.timeout(WVA_SCALE_FROM_ZERO_DELAY_S)
+        self._from_zero_pending = False
+        if all(self.spec_replicas(v.name) == 0 for v in self.config.variants) and self.epp_queue:
+            for v in self.config.variants:
+                self.set_replicas(v.name, 1)
+
+    def _timeline_loop(self) -> simpy.events.ProcessGenerator:
+        while True:
+            for v in self.config.variants:
+                self._record(v.name)
+            yield self.env.timeout(self.config.timeline_step_s)
+
+    def run(self, progress: Callable[[float], None] | None = None) -> ServingResult:
+        self.start()
+        run_until(self.env, self.duration_s, progress)
+        return self.finish()
+
+    def start(self) -> None:
+        """Create the initial replicas and register the processes (``run`` = start, run the clock, finish)."""
+        for v in self.config.variants:
+            for _ in range(v.initial_replicas):
+                self._add_replica(v, ready_now=True)  # initial pods are up when the run starts
+        self.env.process(self._arrivals())
+        self.env.process(self._scrape())
+        self.env.process(self._autoscaler_loop())
+        self.env.process(self._hpa_loop())
+        self.env.process(self._timeline_loop())
+
+    def finish(self) -> ServingResult:
+        """Close the books at the end of the run."""
+        self._account()
+        # Anything still waiting past its timeout at the end counts as a timeout.
+        late = (self.status == PENDING) & (self.duration_s - self.arrival > self.config.request_timeout_s)
+        self.status[late] = TIMEOUT
+        cost = sum(self.replica_seconds[v.name] / 3600.0 * v.cost for v in self.config.variants)
+        return ServingResult(
+            self.arrival,
+            self.trace.input_tokens,
+            self.trace.output_tokens,
+            self.ttft,
+            self.itl,
+            self.e2e,
+            self.status,
+            self.timeline,
+            dict(self.replica_seconds),
+            cost,
+            self.duration_s,
+            self.config,
+            self.autoscaler.name,
+        )
+
+
+def run_until(env: simpy.Environment, duration_s: float, progress: Callable[[float], None] | None = None) -> None:
+    """Run the clock to ``duration_s`` in 50 slices, reporting progress after each."""
+    step = max(duration_s / 50.0, 1.0)
+    t = 0.0
+    while t < duration_s:
+        t = min(t + step, duration_s)
+        env.run(until=t)
+        if progress is not None:
+            progress(t)
+
+
+@dataclass(frozen=True)
+class ModelRun:
+    """One model in a shared-pool run: its config, traffic and autoscaler (one instance per model)."""
+
+    config: ServingConfig
+    trace: Trace
+    autoscaler: Autoscaler
+
+
+def run_models(
+    models: list[ModelRun],
+    duration_s: float,
+    placer: ReplicaPlacer | None = None,
+    progress: Callable[[float], None] | None = None,
+) -> dict[str, ServingResult]:
+    """Several models on one clock and one pool: each ``modelID|namespace`` keeps its own replicas,
+    metrics, autoscaler and HPAs (WVA analyses models independently), and they compete only for
+    the pool's GPUs through the shared placer. Results are keyed by ``modelID|namespace``."""
+    keys = [f"{m.config.model_id}|{m.config.namespace}" for m in models]
+    if len(set(keys)) != len(keys):
+        raise TwinInputError("each model (modelID|namespace) may appear once", field="models", value=keys)
+    env = simpy.Environment()
+    shared = placer or UnboundedPlacer()
+    sims = [ServingSim(m.config, m.trace, m.autoscaler, shared, duration_s, env) for m in models]
+    for sim in sims:
+        sim.start()
+    run_until(env, duration_s, progress)
+    return {key: sim.finish() for key, sim in zip(keys, sims, strict=True)}

@@ -1,0 +1,385 @@
+"""Serving scenarios: one model, its variants, one traffic, several autoscalers compared on it.
+
+``run_serving_scenario(path, out_dir, seed)`` validates the YAML (errors name file, field, value),
+generates the traffic once from the seed, runs every listed autoscaler on the same requests, and
+writes ``serving-report.json``, ``replicas.png`` and ``ttft.png`` atomically into ``out_dir``.
+The format is documented in docs/serving.md.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from twin.atomic import atomic_write_text
+from twin.errors import TwinInputError, TwinInputErrors
+from twin.hardware import default_catalog
+from twin.policy.placement import get_strategy
+from twin.policy.serving.autoscalers import autoscaler_names, get_autoscaler
+from twin.policy.serving.from_spec import hpa_behavior
+from twin.policy.serving.hpa import HPASpec
+from twin.policy.serving.inferno import AcceleratorPerf
+from twin.scenario import parse_duration
+from twin.seeding import component_rng
+from twin.sim.serving import EngineConfig, ServingConfig, ServingResult, ServingSim, VariantConfig
+from twin.sim.serving_placement import ClusterPlacer, build_pool, vgpu_request
+from twin.sim.serving_report import summarize, write_plots
+from twin.sim.serving_traffic import Burst, RatePattern, TokenDist, Trace, generate_trace, load_csv_trace
+from twin.spec.wva import HPABehaviorDoc
+from twin.units import parse_bytes, parse_tflops
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class _M(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelRef(_M):
+    id: str = Field(min_length=1)
+    namespace: str = "default"
+
+
+class SLO(_M):
+    ttft_ms: float = Field(gt=0)
+    itl_ms: float = Field(gt=0)
+
+
+class Perf(_M):
+    alpha: float = Field(gt=0, description="ms per iteration")
+    beta: float = Field(ge=0, description="ms per computed token")
+    gamma: float = Field(ge=0, description="ms per KV token read")
+
+
+class Engine(_M):
+    max_num_seqs: int = Field(256, ge=1)
+    max_num_batched_tokens: int = Field(8192, ge=1)
+    num_gpu_blocks: int = Field(4096, ge=1)
+    block_size: int = Field(16, ge=1)
+    max_waiting: int = Field(1000, ge=0)
+    expose_cache_config: bool = True
+
+
+class Replicas(_M):
+    initial: int = Field(1, ge=0)
+    min: int = Field(1, ge=0)
+    max: int = Field(10, ge=1)
+
+    @model_validator(mode="after")
+    def _order(self) -> Replicas:
+        if not self.min <= self.max:
+            raise ValueError(f"needs min <= max (min {self.min}, max {self.max})")
+        return self
+
+
+class VGPU(_M):
+    """The vGPU slice each replica's worker asks for (request = limit), when a cluster is modelled."""
+
+    tflops: float | str
+    vram: int | str
+    gpu_model: str | None = None
+
+
+class Variant(_M):
+    name: str = Field(min_length=1)
+    accelerator: str = "H100"
+    cost: float = Field(10.0, ge=0)
+    gpus_per_replica: int = Field(1, ge=1)
+    perf: Perf
+    engine: Engine = Field(default_factory=lambda: Engine.model_validate({}))
+    replicas: Replicas = Field(default_factory=lambda: Replicas.model_validate({}))
+    startup: Duration = 65.0
+    vgpu: VGPU | None = None
+
+
+class NodeGroup(_M):
+    gpu_model: str
+    count: int = Field(ge=1)
+    gpus_per_node: int = Field(ge=1)
+
+
+class Cluster(_M):
+    """A GPU pool the replicas are placed on with a placement strategy (twin.policy.placement)."""
+
+    pool: str = "serving"
+    strategy: str = "NodeCompactGPULowLoad"
+    params: dict[str, Any] = Field(default_factory=dict)
+    nodes: list[NodeGroup] = Field(min_length=1)
+
+
+class Tokens(_M):
+    mean: float = Field(gt=0)
+    dist: Literal["fixed", "exponential", "lognormal"] = "fixed"
+    cv: float = Field(0.5, gt=0)
+
+
+class BurstDoc(_M):
+    start: Duration
+    duration: Duration
+    rate: float = Field(ge=0)
+
+
+class Traffic(_M):
+    rate: float = Field(0.0, ge=0, description="base requests per second")
+    amplitude: float = Field(0.0, ge=0, le=1)
+    period: Duration = 86400.0
+    phase: Duration = 0.0
+    bursts: list[BurstDoc] = Field(default_factory=list)
+    csv: str | None = None
+    input_tokens: Tokens = Field(default_factory=lambda: Tokens.model_validate({"mean": 512}))
+    output_tokens: Tokens = Field(default_factory=lambda: Tokens.model_validate({"mean": 256}))
+
+
+class HPA(_M):
+    sync_period: Duration = 15.0
+    tolerance: float = Field(0.1, ge=0, lt=1)
+    behavior: dict[str, Any] | None = None
+
+
+class AutoscalerDoc(_M):
+    name: str
+    label: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class ServingScenario(_M):
+    name: str = "serving"
+    duration: Duration
+    model: ModelRef
+    slo: SLO
+    router: Literal["least-loaded", "round-robin"] = "least-loaded"
+    scrape_interval: Duration = 15.0
+    request_timeout: Duration = 60.0
+    scale_to_zero: bool = False
+    keda: bool = False
+    hpa: HPA = Field(default_factory=lambda: HPA.model_validate({}))
+    variants: list[Variant] = Field(min_length=1)
+    traffic: Traffic
+    autoscalers: list[AutoscalerDoc] = Field(min_length=1)
+    cluster: Cluster | None = None
+
+
+def load_serving_scenario(path: Path) -> ServingScenario:
+    file = str(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as err:
+        raise TwinInputError(f"cannot read: {err.strerror}", file=file) from err
+    except yaml.YAMLError as err:
+        raise TwinInputError("not valid YAML", file=file) from err
+    try:
+        scenario = ServingScenario.model_validate(data)
+    except ValidationError as err:
+        raise TwinInputErrors(
+            [
+                TwinInputError(
+                    e["msg"],
+                    file=file,
+                    obj="serving scenario",
+                    field=".".join(map(str, e["loc"])),
+                    value=e.get("input"),
+                )
+                for e in err.errors()
+            ]
+        ) from err
+    names = [v.name for v in scenario.variants]
+    if len(set(names)) != len(names):
+        raise TwinInputError("variant names must be unique", file=file, field="variants", value=names)
+    for i, a in enumerate(scenario.autoscalers):
+        if a.name not in autoscaler_names():
+            raise TwinInputError(
+                f"unknown autoscaler; known: {', '.join(autoscaler_names())}",
+                file=file,
+                field=f"autoscalers.{i}.name",
+                value=a.name,
+            )
+    labels = [a.label or a.name for a in scenario.autoscalers]
+    if len(set(labels)) != len(labels):
+        raise TwinInputError("give repeated autoscalers distinct labels", file=file, field="autoscalers", value=labels)
+    if scenario.hpa.behavior is not None:
+        try:
+            HPABehaviorDoc.model_validate(scenario.hpa.behavior)
+        except ValidationError as err:
+            first = err.errors()[0]
+            raise TwinInputError(
+                first["msg"],
+                file=file,
+                field="hpa.behavior." + ".".join(map(str, first["loc"])),
+                value=first.get("input"),
+            ) from err
+    if scenario.cluster is not None:
+        _placer(scenario, file)  # validate models, strategy and slices before running anything
+    return scenario
+
+
+def _placer(s: ServingScenario, file: str) -> ClusterPlacer | None:
+    """A fresh pool and placer for one run (each autoscaler starts from an empty pool)."""
+    c = s.cluster
+    if c is None:
+        return None
+    catalog = default_catalog()
+    for i, g in enumerate(c.nodes):
+        if catalog.find(g.gpu_model) is None:
+            raise TwinInputError(
+                f"unknown GPU model; known: {', '.join(catalog.keys())}",
+                file=file,
+                field=f"cluster.nodes.{i}.gpu_model",
+                value=g.gpu_model,
+            )
+    state = build_pool(c.pool, [(catalog.get(g.gpu_model).key, g.count, g.gpus_per_node) for g in c.nodes], catalog)
+    try:
+        strategy = get_strategy(c.strategy, **c.params)
+    except TwinInputError as err:
+        raise err.located(file=file, obj="cluster") from err
+    templates = {}
+    for i, v in enumerate(s.variants):
+        where = f"variants.{i}.vgpu"
+        if v.vgpu is None:
+            raise TwinInputError("needs a vgpu slice when a cluster is given", file=file, field=where, value=None)
+        model = catalog.get(v.vgpu.gpu_model).key if v.vgpu.gpu_model else None
+        templates[v.name] = vgpu_request(
+            c.pool,
+            parse_tflops(v.vgpu.tflops, field=f"{where}.tflops", file=file),
+            parse_bytes(v.vgpu.vram, field=f"{where}.vram", file=file),
+            model,
+        )
+    return ClusterPlacer(state, strategy, templates)
+
+
+def serving_config(s: ServingScenario) -> ServingConfig:
+    behavior = hpa_behavior(HPABehaviorDoc.model_validate(s.hpa.behavior) if s.hpa.behavior is not None else None)
+    variants = []
+    for v in s.variants:
+        e = v.engine
+        engine = EngineConfig(
+            v.perf.alpha,
+            v.perf.beta,
+            v.perf.gamma,
+            max_num_seqs=e.max_num_seqs,
+            max_num_batched_tokens=e.max_num_batched_tokens,
+            num_gpu_blocks=e.num_gpu_blocks,
+            block_size=e.block_size,
+            max_waiting=e.max_waiting,
+            expose_cache_config=e.expose_cache_config,
+        )
+        perf = AcceleratorPerf(
+            v.accelerator,
+            v.perf.alpha,
+            v.perf.beta,
+            v.perf.gamma,
+            acc_count=v.gpus_per_replica,
+            max_batch=e.max_num_seqs,
+        )
+        variants.append(
+            VariantConfig(
+                v.name,
+                engine,
+                accelerator=v.accelerator,
+                cost=v.cost,
+                initial_replicas=v.replicas.initial,
+                min_replicas=v.replicas.min,
+                max_replicas=v.replicas.max,
+                startup_s=v.startup,
+                gpus_per_replica=v.gpus_per_replica,
+                perf=perf,
+            )
+        )
+    return ServingConfig(
+        model_id=s.model.id,
+        namespace=s.model.namespace,
+        variants=tuple(variants),
+        slo_ttft_ms=s.slo.ttft_ms,
+        slo_itl_ms=s.slo.itl_ms,
+        router=s.router,
+        scrape_interval_s=s.scrape_interval,
+        request_timeout_s=s.request_timeout,
+        hpa=HPASpec(
+            min_replicas=0 if s.scale_to_zero else 1,
+            max_replicas=max(v.replicas.max for v in s.variants),
+            behavior=behavior,
+            tolerance=s.hpa.tolerance,
+            sync_period_s=s.hpa.sync_period,
+        ),
+        keda=s.keda,
+        scale_to_zero=s.scale_to_zero,
+    )
+
+
+def scenario_trace(s: ServingScenario, base: Path, seed: int) -> Trace:
+    t = s.traffic
+    if t.csv is not None:
+        trace = load_csv_trace((base / t.csv) if not Path(t.csv).is_absolute() else Path(t.csv))
+        keep = trace.arrival_s < s.duration
+        return Trace(trace.arrival_s[keep], trace.input_tokens[keep], trace.output_tokens[keep])
+    pattern = RatePattern(
+        t.rate,
+        t.amplitude,
+        t.period,
+        t.phase,
+        tuple(Burst(b.start, b.duration, b.rate) for b in t.bursts),
+    )
+    rng = component_rng(seed, "serving-traffic")
+    return generate_trace(
+        pattern,
+        TokenDist(t.input_tokens.mean, t.input_tokens.dist, t.input_tokens.cv),
+        TokenDist(t.output_tokens.mean, t.output_tokens.dist, t.output_tokens.cv),
+        s.duration,
+        rng,
+    )
+
+
+def run_serving_scenario(
+    path: Path | str,
+    out_dir: Path | str,
+    seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Run every autoscaler of the scenario on one traffic; write the report and plots; return the report."""
+    path, out = Path(path), Path(out_dir)
+    scenario = load_serving_scenario(path)
+    config = serving_config(scenario)
+    trace = scenario_trace(scenario, path.parent, seed)
+    results: dict[str, ServingResult] = {}
+    total = len(scenario.autoscalers) * 50
+    for i, a in enumerate(scenario.autoscalers):
+        label = a.label or a.name
+        try:
+            scaler = get_autoscaler(a.name, **a.params)
+        except TwinInputError as err:
+            raise err.located(file=str(path), obj=f"autoscalers.{i}") from err
+
+        def tick(t: float, i: int = i) -> None:
+            if progress is not None:
+                done = i * 50 + int(50 * t / scenario.duration) if scenario.duration > 0 else (i + 1) * 50
+                progress(done, total)
+
+        placer = _placer(scenario, str(path))
+        results[label] = ServingSim(config, trace, scaler, placer=placer, duration_s=scenario.duration).run(tick)
+    report = {
+        "scenario": scenario.name,
+        "seed": seed,
+        "duration_s": scenario.duration,
+        "requests": len(trace),
+        "mean_rate_rps": len(trace) / scenario.duration if scenario.duration > 0 else 0.0,
+        "autoscalers": {label: summarize(r) for label, r in results.items()},
+    }
+    atomic_write_text(out / "serving-report.json", json.dumps(_finite(report), indent=2, sort_keys=False) + "\n")
+    write_plots(results, out)
+    return report
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN: write null instead."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
