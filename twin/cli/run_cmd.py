@@ -19,6 +19,10 @@ def run_scenario_to_dir(
     quiet: bool = False,
 ) -> Path:
     """Load, simulate and write outputs; returns the output folder. Used by ``run`` and ``demo``."""
+    from twin.sim.serving_scenario import is_serving_scenario
+
+    if is_serving_scenario(scenario):
+        return _run_serving(Path(scenario), out_dir, seed=seed, overrides=overrides, quiet=quiet)
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -55,6 +59,33 @@ def run_scenario_to_dir(
         if steps is not None:
             out_console.print(steps)
         out_console.print(f"wrote {len(written)} files to {out}/")
+    return out
+
+
+def _run_serving(
+    scenario: Path, out_dir: str | Path | None, *, seed: int | None, overrides: tuple[str, ...], quiet: bool
+) -> Path:
+    """An LLM-serving scenario: every autoscaler it lists on the same traffic, side by side."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from twin.report.tables import serving_table
+    from twin.sim.serving_scenario import run_serving_scenario
+
+    out = Path(out_dir) if out_dir is not None else Path("out") / scenario.stem
+    console = Console(stderr=True, quiet=quiet)
+    with Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), TimeElapsedColumn(), console=console, transient=True
+    ) as progress:
+        task = progress.add_task(scenario.stem, total=None)
+
+        def tick(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        report = run_serving_scenario(scenario, out, seed or 0, progress=tick, overrides=overrides)
+    if not quiet:
+        Console().print(serving_table(report))
+        Console().print(f"wrote serving-report.json and plots to {out}/")
     return out
 
 

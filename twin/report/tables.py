@@ -68,3 +68,28 @@ def phases_table(summary: Mapping[str, Any]) -> Table | None:
             _num(p["mean_slowdown"]),
         )
     return table
+
+
+def serving_table(report: Mapping[str, Any]) -> Table:
+    """Autoscalers side by side on the same traffic: SLO attainment, latency, replicas, cost."""
+    first = next(iter(report["autoscalers"].values()), None)
+    slo = first["slo"] if first else {}
+    table = Table(
+        title=f"{report['scenario']}: {report['requests']} requests, {report['mean_rate_rps']:.1f} req/s; "
+        f"SLO TTFT <= {slo.get('ttft_ms', '?')} ms, ITL <= {slo.get('itl_ms', '?')} ms"
+    )
+    table.add_column("autoscaler", no_wrap=True)
+    for col in ("SLO attain.", "TTFT p50 ms", "TTFT p99 ms", "ITL p99 ms", "replicas", "cost", "errors"):
+        table.add_column(col, justify="right")
+    for label, s in report["autoscalers"].items():
+        table.add_row(
+            label,
+            _num(s["slo_attainment"]),
+            _num(s["ttft_ms"].get("p50")),
+            _num(s["ttft_ms"].get("p99")),
+            _num(s["itl_ms"].get("p99")),
+            _num(s["avg_replicas"]),
+            _num(s["cost"]),
+            str(s["errors"]),
+        )
+    return table

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -25,7 +25,7 @@ from twin.policy.serving.autoscalers import autoscaler_names, get_autoscaler
 from twin.policy.serving.from_spec import hpa_behavior
 from twin.policy.serving.hpa import HPASpec
 from twin.policy.serving.inferno import AcceleratorPerf
-from twin.scenario import parse_duration
+from twin.scenario import apply_override, parse_duration
 from twin.seeding import component_rng
 from twin.sim.serving import EngineConfig, ServingConfig, ServingResult, ServingSim, VariantConfig
 from twin.sim.serving_placement import ClusterPlacer, build_pool, vgpu_request
@@ -165,7 +165,16 @@ class ServingScenario(_M):
     cluster: Cluster | None = None
 
 
-def load_serving_scenario(path: Path) -> ServingScenario:
+def is_serving_scenario(path: Path | str) -> bool:
+    """A serving scenario names ``variants`` and ``traffic`` at the top level (a pool scenario doesn't)."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError):
+        return False  # the pool loader reports the error with its full context
+    return isinstance(data, dict) and "variants" in data and "traffic" in data
+
+
+def load_serving_scenario(path: Path, overrides: Sequence[str] = ()) -> ServingScenario:
     file = str(path)
     try:
         data = yaml.safe_load(path.read_text())
@@ -173,6 +182,13 @@ def load_serving_scenario(path: Path) -> ServingScenario:
         raise TwinInputError(f"cannot read: {err.strerror}", file=file) from err
     except yaml.YAMLError as err:
         raise TwinInputError("not valid YAML", file=file) from err
+    if not isinstance(data, dict):
+        raise TwinInputError("a serving scenario is a YAML mapping", file=file, value=type(data).__name__)
+    for text in overrides:
+        try:
+            apply_override(data, text)
+        except TwinInputError as err:
+            raise err.located(file=file, obj="--set") from err
     try:
         scenario = ServingScenario.model_validate(data)
     except ValidationError as err:
@@ -339,10 +355,25 @@ def run_serving_scenario(
     out_dir: Path | str,
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
+    overrides: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Run every autoscaler of the scenario on one traffic; write the report and plots; return the report."""
-    path, out = Path(path), Path(out_dir)
-    scenario = load_serving_scenario(path)
+    report, results = simulate_serving_scenario(path, seed, progress, overrides)
+    out = Path(out_dir)
+    atomic_write_text(out / "serving-report.json", json.dumps(_finite(report), indent=2, sort_keys=False) + "\n")
+    write_plots(results, out)
+    return report
+
+
+def simulate_serving_scenario(
+    path: Path | str,
+    seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+    overrides: Sequence[str] = (),
+) -> tuple[dict[str, Any], dict[str, ServingResult]]:
+    """Run every autoscaler on one traffic, writing nothing; returns (report, results by label)."""
+    path = Path(path)
+    scenario = load_serving_scenario(path, overrides)
     config = serving_config(scenario)
     trace = scenario_trace(scenario, path.parent, seed)
     results: dict[str, ServingResult] = {}
@@ -369,9 +400,7 @@ def run_serving_scenario(
         "mean_rate_rps": len(trace) / scenario.duration if scenario.duration > 0 else 0.0,
         "autoscalers": {label: summarize(r) for label, r in results.items()},
     }
-    atomic_write_text(out / "serving-report.json", json.dumps(_finite(report), indent=2, sort_keys=False) + "\n")
-    write_plots(results, out)
-    return report
+    return report, results
 
 
 def _finite(value: Any) -> Any:
