@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import sys
 from typing import Any
 
@@ -60,3 +61,6 @@ class LazyGroup(click.Group):
 @click.version_option(__version__, prog_name="twin")
 def main() -> None:
     """Digital twin for GPU pooling: place, simulate, size and run vGPU workloads."""
+    # Piped or in CI, rich would wrap tables at 80 columns; logs read better wide. Rich honours COLUMNS.
+    if not sys.stdout.isatty():
+        os.environ.setdefault("COLUMNS", "160")
