@@ -172,16 +172,9 @@ def plan_preemption(
     check (exact, slower) and re-ranked. A local set that passes confirmation is truly minimal: the
     local check is a necessary condition, so every victim it could not spare is really needed.
     """
-    direct = strategy.place(state, req, quota)
-    if direct.ok:
-        return PreemptionPlan((), direct)
-    if direct.unresolvable:
-        return None
-    if quota is not None:
-        verdict = quota.check(req)
-        if verdict is not None and verdict.unresolvable:
-            return None
-    pool = req.pool or (next(iter(state.pools)) if len(state.pools) == 1 else "")
+    done, plan, pool = _start(state, req, strategy, quota)
+    if done:
+        return plan
     local = _LocalCheck(state, req)
 
     def real(node: str, victims: Sequence[Allocation]) -> PlacementResult | None:
@@ -217,16 +210,9 @@ def plan_preemption_exhaustive(
 
     Tests and ``benchmarks/bench_placement.py`` compare :func:`plan_preemption` against it.
     """
-    direct = strategy.place(state, req, quota)
-    if direct.ok:
-        return PreemptionPlan((), direct)
-    if direct.unresolvable:
-        return None
-    if quota is not None:
-        verdict = quota.check(req)
-        if verdict is not None and verdict.unresolvable:
-            return None
-    pool = req.pool or (next(iter(state.pools)) if len(state.pools) == 1 else "")
+    done, plan, pool = _start(state, req, strategy, quota)
+    if done:
+        return plan
 
     def real(node: str, victims: Sequence[Allocation]) -> bool:
         return _fits_without(state, req, strategy, quota, node, victims) is not None
@@ -241,3 +227,21 @@ def plan_preemption_exhaustive(
     placement = _fits_without(state, req, strategy, quota, best[0][3], best[1])
     assert placement is not None
     return PreemptionPlan(tuple(best[1]), placement)
+
+
+def _start(
+    state: ClusterState, req: AllocRequest, strategy: PlacementStrategy, quota: QuotaStore | None
+) -> tuple[bool, PreemptionPlan | None, str]:
+    """``(done, plan, pool)``: done when the pod fits without victims, or when no eviction can help
+    (an unresolvable filter or quota verdict); otherwise the pool to search for victims."""
+    direct = strategy.place(state, req, quota)
+    if direct.ok:
+        return True, PreemptionPlan((), direct), ""
+    if direct.unresolvable:
+        return True, None, ""
+    if quota is not None:
+        verdict = quota.check(req)
+        if verdict is not None and verdict.unresolvable:
+            return True, None, ""
+    pool = req.pool or (next(iter(state.pools)) if len(state.pools) == 1 else "")
+    return False, None, pool
