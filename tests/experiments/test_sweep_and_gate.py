@@ -156,6 +156,7 @@ def test_directions_and_verdicts() -> None:
     assert direction_of("allocation_failed") is Direction.LOWER
     assert direction_of("gpu_allocation_ratio") is Direction.HIGHER
     assert direction_of("workers") is Direction.EXACT
+    assert direction_of("pending_time_s.medium.count") is Direction.EXACT
     rows = {
         r.metric: r
         for r in compare_metrics(

@@ -39,6 +39,9 @@ class Direction(StrEnum):
 
 def direction_of(metric: str) -> Direction:
     name = metric.lower()
+    # A sample size ("pending_time_s.medium.count") is neither better nor worse when it grows.
+    if name.rsplit(".", 1)[-1] in ("count", "n", "n_seeds"):
+        return Direction.EXACT
     # "failed" style names are checked first so "allocation_failed" is lower-is-better.
     if _LOWER_BETTER.search(name):
         return Direction.LOWER

@@ -30,7 +30,7 @@ from twin.errors import TwinInputError
 from twin.experiments.stats import estimate
 
 RunFn = Callable[[str, int, Sequence[str]], Mapping[str, float]]
-DEFAULT_RUNNER = "twin.sim.runner:run_summary"
+DEFAULT_RUNNER = "twin.experiments.runner:run_summary"
 RUNS_FILE = "runs.jsonl"
 
 

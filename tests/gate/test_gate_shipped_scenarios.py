@@ -1,0 +1,59 @@
+"""The project gates itself: every shipped scenario against tests/gate/gate_baseline.json.
+
+The baseline records each scenario's seed and short-duration overrides so the whole gate runs in a
+few seconds. After an intended change, rewrite it with
+``TWIN_UPDATE_BASELINE=1 .venv/bin/pytest tests/gate`` and review the diff before committing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from twin.experiments.check import Verdict, load_baseline, run_check, scenario_key
+
+pytest_plugins = ["twin.testing"]
+CheckFn = Callable[..., None]  # the twin_check fixture (twin.testing)
+
+ROOT = Path(__file__).resolve().parents[2]
+BASELINE = Path(__file__).with_name("gate_baseline.json")
+RUNNER = "twin.experiments.runner:run_summary"
+BAD_RUNNER = "gate_runners:run_with_bad_placement"
+SHIPPED = sorted(str(p) for p in (ROOT / "scenarios").glob("*.yaml"))
+# Pool scenarios whose scenario-wide placement the bad strategy replaces.
+POOL_SCENARIOS = [str(ROOT / "scenarios" / "quickstart.yaml"), str(ROOT / "scenarios" / "capacity-planning.yaml")]
+
+
+def test_every_shipped_scenario_has_a_short_baseline_entry() -> None:
+    entries = load_baseline(BASELINE)
+    missing = [s for s in SHIPPED if scenario_key(s, BASELINE) not in entries]
+    assert not missing, f"add these to {BASELINE.name} (seed + short overrides), then update it: {missing}"
+    for key, entry in entries.items():
+        assert entry.metrics, f"{key} has no metrics recorded"
+
+
+def test_shipped_scenarios_do_not_regress(twin_check: CheckFn) -> None:
+    twin_check(SHIPPED, baseline=BASELINE, runner=RUNNER)
+
+
+def test_a_worse_placement_fails_the_gate_naming_the_metric() -> None:
+    outcome = run_check(POOL_SCENARIOS, str(BASELINE), runner=BAD_RUNNER)
+    assert outcome.failed
+    regressed = {(r.scenario, r.metric) for r in outcome.rows if r.verdict is Verdict.REGRESSED}
+    assert ("../../scenarios/capacity-planning.yaml", "slo_attainment") in regressed
+    assert ("../../scenarios/quickstart.yaml", "workers.pending_at_end") in regressed
+    table = outcome.table_text
+    header = table.splitlines()[0].split()
+    assert header == ["scenario", "metric", "baseline", "current", "change", "tolerance", "verdict"]
+    row = next(line for line in table.splitlines() if "capacity-planning" in line and " slo_attainment " in line)
+    assert "REGRESSED (higher-is-better)" in row
+
+
+def test_the_fixture_fails_the_test_with_the_table(twin_check: CheckFn) -> None:
+    with pytest.raises(pytest.fail.Exception) as failure:
+        twin_check(POOL_SCENARIOS[1:], baseline=BASELINE, runner=BAD_RUNNER)
+    message = str(failure.value)
+    assert message.startswith("twin check found regressions:")
+    assert "slo_attainment" in message and "REGRESSED" in message
