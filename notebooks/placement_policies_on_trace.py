@@ -20,7 +20,7 @@
 # after the others have stalled. `twin.experiments.fgd_protocol` reproduces that protocol exactly
 # (docs/trace.md); here we compare the paper's policies with TensorFusion's own placement modes.
 #
-# The trace is read from `/work/shared/data/openb/` (or `$TWIN_OPENB_DIR`); when it is absent the
+# The trace is read from `../shared/data/openb/` next to the repository (or `$TWIN_OPENB_DIR`); when it is absent the
 # notebook says so and stops cleanly. `TWIN_NOTEBOOK_FAST=1` uses a prefix of the trace (the first
 # 150 nodes and the first 1,000 pods, one seed); the full setting uses the whole trace and 3 seeds.
 # Plots go to `out/notebooks/placement_policies_on_trace/`.

@@ -16,7 +16,7 @@ import yaml
 from twin.errors import TwinInputError, TwinInputErrors
 from twin.spec import parse_annotation_block, parse_documents
 
-SEEDS = Path("/work/shared/seeds")
+SEEDS = Path(__file__).resolve().parents[2].parent / "shared" / "seeds"
 _BLOCK = re.compile(r"```yaml\n(.*?)```", re.DOTALL)
 _PLACEHOLDER = re.compile(r"\{[a-z_]+\}")
 
