@@ -572,13 +572,14 @@ class ClusterState:
         owner.memory_used += req.memory
         owner.workers += 1
         self._sync_node(owner)
-        first_template = plans[0][2]
+        # A CPU-only pod (gpu_count=0) has no plans: it holds node CPU/memory and a worker slot only.
+        first_template = plans[0][2] if plans else None
         alloc = Allocation(
             request=req,
             node=node,
             gpu_ids=tuple(gpu_ids),
             partition_template=first_template.id if first_template is not None else None,
-            slot_start=plans[0][3],
+            slot_start=plans[0][3] if plans else None,
             seq=self._seq,
         )
         self._save_allocation(req.uid)

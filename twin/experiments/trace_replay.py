@@ -1,0 +1,633 @@
+"""Dynamic replay of Alibaba's openb trace: pods arrive at ``creation_time`` and leave at ``deletion_time``.
+
+The FGD paper only fills the cluster up (no pod ever finishes). Here every pod of the trace (or
+of a prefix, ``limit``) is created at its own creation time, waits in a pending queue while no
+node fits it, runs on the node the placement policy picks, and leaves at its deletion time,
+giving its capacity back. Time is SimPy's; placement is the twin's pure policy layer
+(:func:`twin.policy.placement.schedule` over a :class:`twin.state.ClusterState`), with the same
+queue semantics as :mod:`twin.sim.engine`:
+
+* a new pod is tried at once, unless same-signature pods already wait (they go first);
+* whenever a pod leaves, one scheduling pass runs at the end of that instant, in queue order
+  (QoS rank, then arrival, then trace order), skipping a signature after its first failure;
+* within one instant, arrivals run before departures (both in trace order), then the pass.
+
+It does not drive :class:`twin.sim.engine.Simulation`: that class builds pools of identical nodes
+from a scenario and binds every worker to GPUs, while the openb cluster is one pool of mixed node
+shapes and 13 % of its pods are CPU-only.
+
+Mapping a trace pod onto an :class:`AllocRequest` (docs/trace.md, "Dynamic replay"):
+
+* the trace's ``gpu_milli`` is a share of whatever device the pod lands on (the paper's unit), so
+  the replay's GPUs count compute in milli-GPU: each GPU keeps its hw_profiles model name, vendor
+  and VRAM, with ``capacity.tflops = 1000`` (:data:`GPU_CAPACITY`), and a pod requests
+  ``request.tflops = gpu_milli`` per GPU (``gpu_milli`` is also set on the request). Shares are
+  then exact: the research strategies' free share ``floor(available/capacity·1000)`` drops by
+  exactly ``gpu_milli``. (A ``compute_percent`` request would go through TensorFusion's integer
+  truncation on the device's real TFLOPs, which turns a 5 % share of a P100 into 0 TFLOPs.) On
+  the real device the share is ``gpu_milli/1000 × profile TFLOPs``. No VRAM (the trace has none);
+* ``num_gpu`` -> ``gpu_count`` (0: a CPU-only pod, node CPU/memory only);
+* ``cpu_milli`` / ``memory_mib`` -> node-level CPU and memory (bytes);
+* ``gpu_spec`` with one model -> ``gpu_model``; with several models it cannot be expressed by
+  one request and is dropped (counted as ``spec_dropped``);
+* ``qos``: LS -> high, Guaranteed -> critical, Burstable -> medium, BE -> low (queue order only:
+  the replay does not preempt).
+
+A pod still pending at its deletion time is withdrawn; a pod still pending when the replay ends
+(the last arrival) is cut off; both count as never placed. A pod the policy layer calls
+unresolvable (no node could ever hold it) is failed at once.
+"""
+
+from __future__ import annotations
+
+import heapq
+import io
+import json
+from collections import deque
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Final, cast
+
+import numpy as np
+import numpy.typing as npt
+import simpy
+
+from twin.errors import TwinInputError
+from twin.experiments.openb import MISSING_TIME, NodeList, PodList
+from twin.hardware import HardwareCatalog, default_catalog
+from twin.policy.placement import PlacementResult, PlacementStrategy, get_strategy, schedule
+from twin.policy.placement.fgd_measure import (
+    MILLI_PER_GPU,
+    FragmentationModel,
+    PodShape,
+    TypicalClass,
+    scoring_view,
+    typical_pods,
+)
+from twin.policy.quota import QuotaStore
+from twin.resources import AllocRequest, GPUPhase, QoS, Resource
+from twin.state import PHASES, ClusterState, PoolState
+
+POOL: Final = "openb"
+MIB: Final = 1 << 20
+QOS_MAP: Final = {"LS": QoS.HIGH, "Guaranteed": QoS.CRITICAL, "Burstable": QoS.MEDIUM, "BE": QoS.LOW, "": QoS.MEDIUM}
+DEFAULT_SAMPLES: Final = 100
+GPU_CAPACITY: Final = float(MILLI_PER_GPU)  # compute per GPU in milli-GPU (see the module doc)
+_CPU_NOT_MODELLED: Final = 1 << 40
+_RUNNING: Final = PHASES.index(GPUPhase.RUNNING)
+
+FloatArray = npt.NDArray[np.float64]
+ProgressFn = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class ReplayPod:
+    """One trace pod on the replay clock (seconds from the first selected arrival)."""
+
+    index: int  # position in the replay (creation order, then trace row order)
+    request: AllocRequest
+    arrive: float
+    leave: float
+    shape: PodShape
+    spec_dropped: bool
+
+    @property
+    def signature(self) -> Hashable:
+        r = self.request
+        return (r.qos, r.gpu_count, r.gpu_milli, r.cpu_milli, r.memory, r.gpu_model)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """The cluster at one sampling instant."""
+
+    time: float
+    gpu_share_pct: float  # allocated GPU milli / total GPU milli
+    gpu_busy_pct: float  # GPUs holding at least one pod / all GPUs
+    frag_milli: float  # FGD fragmentation F summed over nodes (milli-GPU)
+    frag_pct: float  # F / idle milli-GPU (0 when nothing is idle)
+    running: int
+    pending: int
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    """One policy's replay: per-pod outcome and the sampled time series."""
+
+    policy: str
+    seed: int
+    time_scale: float
+    pods: int
+    horizon: float
+    waits: tuple[float, ...]  # pending seconds of every placed pod, in replay order
+    placed: int
+    failed: int  # unresolvable: rejected at once
+    withdrawn: int  # deleted while still pending
+    cut_off: int  # still pending when the replay ended
+    spec_dropped: int
+    samples: tuple[Sample, ...]
+    wait_by_pod: dict[str, float] = field(repr=False)  # placed pods only
+    node_by_pod: dict[str, str] = field(repr=False)
+
+    @property
+    def never_placed(self) -> int:
+        return self.withdrawn + self.cut_off
+
+    def pending_percentiles(self) -> dict[str, float]:
+        if not self.waits:
+            return {"p50": 0.0, "p90": 0.0, "p99": 0.0, "mean": 0.0, "max": 0.0}
+        arr = np.asarray(self.waits, dtype=np.float64)
+        p50, p90, p99 = (float(v) for v in np.percentile(arr, [50, 90, 99]))
+        return {"p50": p50, "p90": p90, "p99": p99, "mean": float(arr.mean()), "max": float(arr.max())}
+
+    def mean_of(self, attr: str) -> float:
+        if not self.samples:
+            return 0.0
+        return float(np.mean([getattr(s, attr) for s in self.samples]))
+
+
+# --- inputs ---------------------------------------------------------------------------------------
+
+
+def build_cluster(nodes: NodeList, catalog: HardwareCatalog | None = None) -> ClusterState:
+    """One pool of the node list's GPU nodes: hw_profiles model and VRAM, 1000 milli-GPU of compute.
+
+    Nodes without GPUs are left out: the placement strategies choose among GPU nodes only.
+    """
+    catalog = catalog or default_catalog()
+    state = ClusterState()
+    state.add_pool(PoolState(name=POOL))
+    profiles = {}
+    for i, name in enumerate(nodes.names):
+        n_gpu = int(nodes.num_gpu[i])
+        if n_gpu == 0:
+            continue
+        model = nodes.model[i]
+        if model not in profiles:
+            try:
+                profiles[model] = catalog.get(model)
+            except TwinInputError as err:
+                raise TwinInputError(err.message, file=nodes.source, obj=name, field="model", value=model) from err
+        profile = profiles[model]
+        state.add_node(name, POOL, cpu_milli=int(nodes.cpu_milli[i]), memory=int(nodes.memory_mib[i]) * MIB)
+        for j in range(n_gpu):
+            capacity = Resource(tflops=GPU_CAPACITY, vram=profile.capacity.vram)
+            state.add_gpu(name, j, model=profile.key, vendor=profile.vendor, capacity=capacity)
+    if not state.gpus:
+        raise TwinInputError("node list has no GPU nodes", file=nodes.source, field="gpu")
+    return state
+
+
+def replay_pods(pods: PodList, *, limit: int | None = None, time_scale: float = 1.0) -> list[ReplayPod]:
+    """The first ``limit`` pods by creation time (ties: trace row order) as replay pods.
+
+    ``time_scale`` X divides the gaps between creation times (arrivals come X times faster); each
+    pod's lifetime (``deletion_time - creation_time``) is kept, so X > 1 raises the load.
+    """
+    if pods.short_schema:
+        raise TwinInputError("this pod list has no creation/deletion times (5-column file)", file=pods.source)
+    if not time_scale > 0:
+        raise TwinInputError("must be positive", field="--time-scale", value=time_scale)
+    if limit is not None and limit < 1:
+        raise TwinInputError("must be at least 1", field="--limit", value=limit)
+    order = sorted(range(len(pods)), key=lambda i: (int(pods.creation_time[i]), i))
+    if limit is not None:
+        order = order[:limit]
+    if not order:
+        raise TwinInputError("pod list is empty", file=pods.source)
+    t0 = int(pods.creation_time[order[0]])
+    out: list[ReplayPod] = []
+    for index, i in enumerate(order):
+        created, deleted = int(pods.creation_time[i]), int(pods.deletion_time[i])
+        name = pods.names[i]
+        if created == MISSING_TIME or deleted == MISSING_TIME:
+            raise TwinInputError(
+                "creation_time and deletion_time are needed", file=pods.source, obj=name, field="deletion_time"
+            )
+        if deleted < created:
+            raise TwinInputError(
+                "deletion_time before creation_time", file=pods.source, obj=name, field="deletion_time", value=deleted
+            )
+        k, milli = int(pods.num_gpu[i]), int(pods.gpu_milli[i])
+        share = 0 if k == 0 else min(max(milli, 1), MILLI_PER_GPU) if k == 1 else MILLI_PER_GPU
+        spec = pods.gpu_spec[i]
+        req = AllocRequest(
+            uid=name,
+            name=name,
+            workload="openb",
+            pool=POOL,
+            qos=QOS_MAP[pods.qos[i]],
+            gpu_count=k,
+            request=Resource(tflops=float(share)) if k else Resource(),
+            gpu_model=spec[0] if len(spec) == 1 else None,
+            cpu_milli=int(pods.cpu_milli[i]),
+            memory=int(pods.memory_mib[i]) * MIB,
+            gpu_milli=share,
+        )
+        arrive = (created - t0) / time_scale
+        shape = scoring_view(req.cpu_milli, k, share, spec)
+        out.append(ReplayPod(index, req, arrive, arrive + (deleted - created), shape, len(spec) > 1))
+    return out
+
+
+def replay_typical(pods: Sequence[ReplayPod]) -> tuple[TypicalClass, ...]:
+    """FGD's target workload: the typical classes of the replayed pods (as the paper derives them)."""
+    return typical_pods(p.shape for p in pods)
+
+
+@dataclass
+class CpuOnlyAware:
+    """Wraps a strategy so a CPU-only pod (gpu_count=0) binds to its node without GPUs.
+
+    TensorFusion's strategies always pick GPUs (TensorFusion has no GPU-less workers); for an
+    openb CPU-only pod the replay keeps their node choice and drops the GPU list.
+    """
+
+    inner: PlacementStrategy
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        self.name = self.name or self.inner.name
+
+    def place(self, state: ClusterState, req: AllocRequest, quota: QuotaStore | None = None) -> PlacementResult:
+        res = self.inner.place(state, req, quota)
+        if req.gpu_count == 0 and res.ok and res.gpu_ids:
+            return replace(res, gpu_ids=())
+        return res
+
+
+def make_strategy(policy: str, typical: Sequence[TypicalClass], seed: int) -> PlacementStrategy:
+    """A paper policy gets the replay's typical pods and seed; TensorFusion's take their defaults."""
+    from twin.experiments.fgd_protocol import POLICIES
+
+    if policy in POLICIES:
+        return get_strategy(policy, typical=tuple(typical), seed=seed)
+    return CpuOnlyAware(get_strategy(policy))
+
+
+# --- the replay -----------------------------------------------------------------------------------
+
+
+class _Replay:
+    def __init__(
+        self,
+        state: ClusterState,
+        pods: Sequence[ReplayPod],
+        policy: str,
+        seed: int,
+        samples: int,
+        progress: ProgressFn | None,
+    ) -> None:
+        self.state = state
+        self.pods = pods
+        self.policy = policy
+        self.typical = replay_typical(pods)
+        self.strategy = make_strategy(policy, self.typical, seed)
+        self.env = simpy.Environment()
+        self.horizon = max(p.arrive for p in pods)
+        self.groups: dict[Hashable, deque[ReplayPod]] = {}
+        self.pending: set[int] = set()
+        self.bound_at: dict[int, float] = {}
+        self.node_by_pod: dict[str, str] = {}
+        self.failed = 0
+        self.withdrawn = 0
+        self.pass_requested = False
+        self.arrived = 0
+        self.progress = progress
+        self.samples: list[Sample] = []
+        self.n_samples = samples
+        self.frag = _FragProbe(state, self.typical)
+
+    def run(self) -> None:
+        for pod in self.pods:
+            ev = self.env.timeout(pod.arrive, pod)
+            ev.callbacks.append(self._on_arrive)
+        step = self.horizon / self.n_samples if self.horizon > 0 else 0.0
+        for i in range(self.n_samples + 1):
+            ev = self.env.timeout(i * step)
+            ev.callbacks.append(self._on_sample)
+        self.env.run(until=self.horizon + 1e-9 if self.horizon > 0 else 1e-9)
+
+    # events
+
+    def _on_arrive(self, ev: simpy.Event) -> None:
+        pod = cast(ReplayPod, ev.value)
+        self.arrived += 1
+        if self.progress is not None:
+            self.progress(self.arrived, len(self.pods))
+        # Same-signature pods already waiting go first (as in twin.sim.engine); so does a pending pass.
+        if self.pass_requested or self._head(pod.signature) is not None or not self._try(pod, queued=False):
+            self._enqueue(pod)
+
+    def _enqueue(self, pod: ReplayPod) -> None:
+        self.pending.add(pod.index)
+        self.groups.setdefault(pod.signature, deque()).append(pod)
+        leave = self.env.timeout(pod.leave - self.env.now, pod)
+        leave.callbacks.append(self._on_withdraw)
+
+    def _on_withdraw(self, ev: simpy.Event) -> None:
+        pod = cast(ReplayPod, ev.value)
+        if pod.index in self.pending:
+            self.pending.discard(pod.index)
+            self.withdrawn += 1
+
+    def _on_leave(self, ev: simpy.Event) -> None:
+        pod = cast(ReplayPod, ev.value)
+        self.state.release(pod.request.uid)
+        self._request_pass()
+
+    def _on_sample(self, _ev: simpy.Event) -> None:
+        # Sample events were scheduled first, so they fire before this instant's departures and
+        # withdrawals: defer to the end of the instant (and past the pass those request).
+        self._defer_sample()
+
+    def _defer_sample(self) -> None:
+        ev = self.env.timeout(0)
+        ev.callbacks.append(self._on_settled)
+
+    def _on_settled(self, _ev: simpy.Event) -> None:
+        if self.pass_requested:
+            self._defer_sample()
+            return
+        self.samples.append(self._sample())
+
+    # scheduling
+
+    def _try(self, pod: ReplayPod, *, queued: bool) -> bool:
+        res = schedule(self.state, pod.request, self.strategy)
+        if res.ok and res.node is not None:
+            if queued:
+                self.pending.discard(pod.index)
+            self.bound_at[pod.index] = self.env.now
+            self.node_by_pod[pod.request.uid] = res.node
+            leave = self.env.timeout(pod.leave - self.env.now, pod)
+            leave.callbacks.append(self._on_leave)
+            return True
+        if res.unresolvable:
+            if queued:
+                self.pending.discard(pod.index)
+            self.failed += 1
+            return True
+        return False
+
+    def _request_pass(self) -> None:
+        if self.pass_requested or not self.pending:
+            return
+        self.pass_requested = True
+        ev = self.env.timeout(0)
+        ev.callbacks.append(self._run_pass)
+
+    def _head(self, sig: Hashable) -> ReplayPod | None:
+        queue = self.groups.get(sig)
+        while queue:
+            if queue[0].index in self.pending:
+                return queue[0]
+            queue.popleft()
+        if queue is not None:
+            del self.groups[sig]
+        return None
+
+    def _run_pass(self, _ev: simpy.Event) -> None:
+        self.pass_requested = False
+        heap: list[tuple[tuple[int, float, int], int, Hashable]] = []
+        for tb, sig in enumerate(list(self.groups)):
+            head = self._head(sig)
+            if head is not None:
+                heap.append((_order_key(head), tb, sig))
+        heapq.heapify(heap)
+        while heap:
+            _, tb, sig = heapq.heappop(heap)
+            head = self._head(sig)
+            if head is None:
+                continue
+            if not self._try(head, queued=True):
+                continue  # the whole signature would fail too: skip it for this pass
+            nxt = self._head(sig)
+            if nxt is not None:
+                heapq.heappush(heap, (_order_key(nxt), tb, sig))
+
+    # measures
+
+    def _sample(self) -> Sample:
+        arr = self.state.arrays
+        cap_milli = arr.cap_t > 0
+        used = np.where(cap_milli, (arr.cap_t - arr.avail_t) / np.where(cap_milli, arr.cap_t, 1.0), 0.0)
+        total = float(len(arr.cap_t))
+        frag, idle = self.frag.measure()
+        return Sample(
+            time=float(self.env.now),
+            gpu_share_pct=100.0 * float(np.clip(used, 0.0, 1.0).sum()) / total,
+            gpu_busy_pct=100.0 * float((used > 1e-9).sum()) / total,
+            frag_milli=frag,
+            frag_pct=100.0 * frag / idle if idle > 0 else 0.0,
+            running=len(self.state.allocations),
+            pending=len(self.pending),
+        )
+
+
+def _order_key(pod: ReplayPod) -> tuple[int, float, int]:
+    return (-pod.request.qos.rank, pod.arrive, pod.index)
+
+
+class _FragProbe:
+    """The FGD fragmentation F of the cluster against a fixed target workload (fgd_measure)."""
+
+    def __init__(self, state: ClusterState, typical: Sequence[TypicalClass]) -> None:
+        self.state = state
+        arr = state.arrays
+        models = sorted(arr.models, key=lambda m: arr.models[m])
+        self.model = FragmentationModel(tuple(typical), models)
+        node_model = np.zeros(len(arr.node_names), dtype=np.int64)
+        node_model[arr.node_idx] = arr.model
+        self.node_model = node_model
+        self.slots = int(arr.index.max()) + 1 if arr.index.size else 0
+
+    def measure(self) -> tuple[float, float]:
+        """(F in milli-GPU, idle milli-GPU)."""
+        arr = self.state.arrays
+        free = np.floor(arr.avail_t / arr.cap_t * MILLI_PER_GPU + 1e-9).astype(np.int64)
+        free = np.where(arr.phase == _RUNNING, np.maximum(free, 0), -1)
+        matrix = np.full((len(arr.node_names), self.slots), -1, dtype=np.int64)
+        matrix[arr.node_idx, arr.index] = free
+        cpu = np.where(np.isinf(arr.node_cpu_free), _CPU_NOT_MODELLED, arr.node_cpu_free).astype(np.int64)
+        idle = float(np.maximum(matrix, 0).sum())
+        if idle <= 0:
+            return 0.0, 0.0
+        return float(self.model.batch(self.node_model, cpu, matrix).sum()), idle
+
+
+def replay(
+    nodes: NodeList,
+    pods: Sequence[ReplayPod],
+    policy: str,
+    *,
+    seed: int = 42,
+    time_scale: float = 1.0,
+    samples: int = DEFAULT_SAMPLES,
+    catalog: HardwareCatalog | None = None,
+    progress: ProgressFn | None = None,
+) -> ReplayResult:
+    """Replay ``pods`` on the node list under one placement policy (registry name).
+
+    ``time_scale`` is only recorded in the report: the pods already carry scaled arrival times.
+    """
+    if not pods:
+        raise TwinInputError("no pods to replay", field="--limit")
+    if samples < 1:
+        raise TwinInputError("must be at least 1", field="samples", value=samples)
+    run = _Replay(build_cluster(nodes, catalog), pods, policy, seed, samples, progress)
+    run.run()
+    waits = tuple(run.bound_at[p.index] - p.arrive for p in pods if p.index in run.bound_at)
+    return ReplayResult(
+        policy=policy,
+        seed=seed,
+        time_scale=time_scale,
+        pods=len(pods),
+        horizon=run.horizon,
+        waits=waits,
+        placed=len(run.bound_at),
+        failed=run.failed,
+        withdrawn=run.withdrawn,
+        cut_off=len(run.pending),
+        spec_dropped=sum(p.spec_dropped for p in pods),
+        samples=tuple(run.samples),
+        wait_by_pod={p.request.uid: run.bound_at[p.index] - p.arrive for p in pods if p.index in run.bound_at},
+        node_by_pod=dict(run.node_by_pod),
+    )
+
+
+# --- report -----------------------------------------------------------------------------------------
+
+SERIES_COLUMNS: Final = (
+    "policy",
+    "time_s",
+    "gpu_share_pct",
+    "gpu_busy_pct",
+    "frag_milli",
+    "frag_pct",
+    "running",
+    "pending",
+)
+
+
+def summary_obj(result: ReplayResult) -> dict[str, object]:
+    """One policy's headline numbers (pending seconds, time-averaged allocation and fragmentation)."""
+    return {
+        "policy": result.policy,
+        "seed": result.seed,
+        "time_scale": result.time_scale,
+        "pods": result.pods,
+        "horizon_s": round(result.horizon, 6),
+        "placed": result.placed,
+        "failed": result.failed,
+        "withdrawn": result.withdrawn,
+        "cut_off": result.cut_off,
+        "never_placed": result.never_placed,
+        "spec_dropped": result.spec_dropped,
+        "waited": sum(1 for w in result.waits if w > 0),
+        "pending_s": {k: round(v, 6) for k, v in result.pending_percentiles().items()},
+        "mean_gpu_share_pct": round(result.mean_of("gpu_share_pct"), 6),
+        "mean_gpu_busy_pct": round(result.mean_of("gpu_busy_pct"), 6),
+        "mean_frag_pct": round(result.mean_of("frag_pct"), 6),
+        "mean_frag_milli": round(result.mean_of("frag_milli"), 6),
+        "peak_gpu_share_pct": round(max((s.gpu_share_pct for s in result.samples), default=0.0), 6),
+    }
+
+
+def _row(policy: str, s: Sample) -> list[str]:
+    return [
+        policy,
+        f"{s.time:.3f}",
+        f"{s.gpu_share_pct:.6f}",
+        f"{s.gpu_busy_pct:.6f}",
+        f"{s.frag_milli:.3f}",
+        f"{s.frag_pct:.6f}",
+        str(s.running),
+        str(s.pending),
+    ]
+
+
+def series_csv(results: Sequence[ReplayResult]) -> str:
+    """Every sample of every policy (long format, one row per policy and instant)."""
+    lines = [",".join(SERIES_COLUMNS)]
+    lines += [",".join(_row(r.policy, s)) for r in results for s in r.samples]
+    return "\n".join(lines) + "\n"
+
+
+def summary_csv(results: Sequence[ReplayResult]) -> str:
+    """One row per policy: outcome counts, pending percentiles, mean allocation/fragmentation."""
+    head = (
+        "policy,pods,placed,failed,withdrawn,cut_off,waited,pending_p50_s,pending_p90_s,pending_p99_s,"
+        "pending_mean_s,mean_gpu_share_pct,mean_gpu_busy_pct,mean_frag_pct,peak_gpu_share_pct"
+    )
+    lines = [head]
+    for r in results:
+        o = summary_obj(r)
+        p = r.pending_percentiles()
+        lines.append(
+            ",".join(
+                [
+                    r.policy,
+                    str(r.pods),
+                    str(r.placed),
+                    str(r.failed),
+                    str(r.withdrawn),
+                    str(r.cut_off),
+                    str(o["waited"]),
+                    *(f"{p[k]:.3f}" for k in ("p50", "p90", "p99", "mean")),
+                    *(f"{o[k]:.4f}" for k in ("mean_gpu_share_pct", "mean_gpu_busy_pct", "mean_frag_pct")),
+                    f"{o['peak_gpu_share_pct']:.4f}",
+                ]
+            )
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _series_obj(r: ReplayResult) -> dict[str, list[float] | list[int]]:
+    return {
+        "time_s": [round(s.time, 3) for s in r.samples],
+        "gpu_share_pct": [round(s.gpu_share_pct, 6) for s in r.samples],
+        "gpu_busy_pct": [round(s.gpu_busy_pct, 6) for s in r.samples],
+        "frag_milli": [round(s.frag_milli, 3) for s in r.samples],
+        "frag_pct": [round(s.frag_pct, 6) for s in r.samples],
+        "running": [s.running for s in r.samples],
+        "pending": [s.pending for s in r.samples],
+    }
+
+
+def report_json(results: Sequence[ReplayResult]) -> str:
+    """Summaries plus the sampled series, per policy, in the given policy order."""
+    body = [{**summary_obj(r), "series": _series_obj(r)} for r in results]
+    return json.dumps({"policies": body}, indent=1, sort_keys=True) + "\n"
+
+
+def _series_png(results: Sequence[ReplayResult], attr: str, ylabel: str, title: str) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    try:
+        for r in results:
+            hours = [s.time / 3600.0 for s in r.samples]
+            ax.plot(hours, [getattr(s, attr) for s in r.samples], label=r.policy, linewidth=1.2)
+        ax.set_xlabel("replay time (hours)")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="best", fontsize=8)
+        buf = io.BytesIO()
+        # No software/date metadata: equal inputs give byte-identical files.
+        fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
+        return buf.getvalue()
+    finally:
+        plt.close(fig)
+
+
+def allocation_png(results: Sequence[ReplayResult]) -> bytes:
+    return _series_png(results, "gpu_share_pct", "allocated GPU share (% of capacity)", "GPU allocation over time")
+
+
+def fragmentation_png(results: Sequence[ReplayResult]) -> bytes:
+    return _series_png(results, "frag_pct", "fragmentation (% of idle GPU)", "FGD fragmentation over time")
