@@ -5,13 +5,14 @@ SimPy loop (timeouts with callbacks, 1,000 chains) that processes the same numbe
 same run, and the ratio of their per-event costs. Goal: model cost per event within 5x of the bare
 loop; a simulated week of the pool in under two minutes on 2 cores.
 
-    .venv/bin/python benchmarks/bench_engine.py [--gpus 1000] [--arrivals 100000] [--days 7]
+    .venv/bin/python benchmarks/bench_engine.py [--gpus 1000] [--arrivals 100000] [--days 7] [--summary-out F]
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,7 @@ def main() -> None:
     ap.add_argument("--arrivals", type=int, default=100_000)
     ap.add_argument("--days", type=float, default=7.0)
     ap.add_argument("--strategy", default="NodeCompactGPULowLoad")
+    ap.add_argument("--summary-out", type=Path, help="also write the run's summary as JSON (to compare results)")
     args = ap.parse_args()
     data = scenario(args.gpus, args.arrivals, args.days, args.strategy)
     loaded = LoadedScenario(validate_scenario(data, file="<bench>"), Path.cwd(), "<bench>")
@@ -125,6 +127,8 @@ def main() -> None:
         f"engine without the placement policy / bare: {engine_only / bare_wall:.1f}x"
     )
     print(f"simulated week of this pool: {model_wall * 7 * 86400 / sim.scenario.duration:.1f} s wall (goal < 120 s)")
+    if args.summary_out is not None:
+        args.summary_out.write_text(json.dumps(s, sort_keys=True, indent=1, default=str) + "\n")
     counts = dict(itertools.islice(sorted(sim.events.counts.items()), 20))
     print(
         f"decisions: {counts}; preemptions {s['preemptions']['total']}, "

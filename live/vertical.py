@@ -1,6 +1,6 @@
 """The vertical autoscaler on a live node: the simulator's loop, fed with observed usage.
 
-``twin.sim.vertical`` keeps the loop free of the engine on purpose (its seams: a workload source,
+``twin.policy.vertical.loop`` keeps the loop free of the engine on purpose (its seams: a workload source,
 a usage query, an adjuster), so the live agent runs the very same :class:`VerticalAutoscaler`:
 * usage: every tick each running worker's usage goes into 1-minute max bins (``MinuteBins``,
   TensorFusion's ``tf_worker_usage``): TFLOPs = SM percent x the device's TFLOPs / 100, VRAM =
@@ -21,8 +21,7 @@ from live.workers import Worker
 from twin.policy.quota import QuotaStore
 from twin.policy.vertical import Decision as VerticalDecision
 from twin.policy.vertical import Recommender, Resources, resolve_config
-from twin.resources import Resource
-from twin.sim.vertical import (
+from twin.policy.vertical.loop import (
     ClusterWorkloadSource,
     LoopSettings,
     MinuteBins,
@@ -30,6 +29,7 @@ from twin.sim.vertical import (
     VerticalAutoscaler,
     WorkloadSpec,
 )
+from twin.resources import Resource
 from twin.state import ClusterState
 
 

@@ -79,3 +79,13 @@ def test_core_layers_do_not_import_adapters() -> None:
             if any(_is_under(name, bad) for bad in ("twin.sim", "twin.cli", "live", "simpy", "pynvml")):
                 offenders.append(f"{path.relative_to(ROOT)} imports {name}")
     assert offenders == []
+
+
+def test_the_two_adapters_do_not_import_each_other() -> None:
+    """``twin.sim`` and ``live`` both sit on the policy layer; neither may reach into the other."""
+    offenders = []
+    pairs = ((ROOT / "live", "twin.sim"), (ROOT / "twin" / "sim", "live"))
+    for folder, forbidden in pairs:
+        for path in sorted(folder.rglob("*.py")):
+            offenders += [f"{path.relative_to(ROOT)} imports {n}" for n in _imports(path) if _is_under(n, forbidden)]
+    assert offenders == []

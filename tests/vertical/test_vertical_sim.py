@@ -11,9 +11,7 @@ from vertical_helpers import percentile_config, res
 from twin.errors import TwinInputError
 from twin.policy.quota import QuotaStore
 from twin.policy.vertical.aggregator import UsageSample
-from twin.policy.vertical.types import Resources
-from twin.resources import GIB, AllocRequest, QoS, QuotaSpec, Resource
-from twin.sim.vertical import (
+from twin.policy.vertical.loop import (
     Adjuster,
     AdjustRefused,
     ClusterWorkloadSource,
@@ -22,9 +20,10 @@ from twin.sim.vertical import (
     StateAdjuster,
     VerticalAutoscaler,
     WorkloadSpec,
-    controller_settings,
-    run_autoscale_study,
 )
+from twin.policy.vertical.types import Resources
+from twin.resources import GIB, AllocRequest, QoS, QuotaSpec, Resource
+from twin.sim.vertical import controller_settings, run_autoscale_study
 from twin.state import AdjustError, ClusterState
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -74,4 +74,5 @@ def gpu_scores(
     raw = pct_v * vram_weight + pct_t * tflops_weight
     # Weights are non-negative and percentages within [0, 100] (up to float noise), so the raw score
     # is >= 0 where it matters and Go's half-away rounding is floor(x + 0.5); clipping fixes the rest.
-    return np.clip(np.floor(raw + 0.5), 0, 100).astype(np.int64)
+    # minimum/maximum, not np.clip: the same values with far less per-call overhead on small arrays.
+    return np.minimum(np.maximum(np.floor(raw + 0.5), 0.0), 100.0).astype(np.int64)

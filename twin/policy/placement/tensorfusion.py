@@ -30,7 +30,7 @@ from twin.policy.placement.registry import register_strategy
 from twin.policy.placement.scoring import gpu_scores
 from twin.policy.placement.topology import TopologyConfig, best_combination, node_graph
 from twin.resources import AllocRequest, GPUPhase, IsolationMode, PlacementMode
-from twin.state import PHASES, ClusterState, first_free_slot
+from twin.state import PHASES, ClusterState, GPUArrays, first_free_slot
 
 if TYPE_CHECKING:
     from twin.policy.quota import QuotaStore
@@ -45,8 +45,18 @@ def effective_hard_sm_percent(limit_tflops: float, capacity_tflops: float) -> in
 
 
 class _LazyScores(Mapping[str, float]):
-    def __init__(self, names: list[str], nodes: np.ndarray, scores: np.ndarray) -> None:
-        self._names, self._nodes, self._scores = names, nodes, scores
+    """Node name -> score over the candidate nodes; single lookups skip building the dict (hot path)."""
+
+    def __init__(
+        self, names: list[str], positions: Mapping[str, int], nodes: np.ndarray, is_cand: np.ndarray, scores: np.ndarray
+    ) -> None:
+        self._names, self._positions, self._nodes, self._is_cand, self._scores = (
+            names,
+            positions,
+            nodes,
+            is_cand,
+            scores,
+        )
         self._built: dict[str, float] | None = None
 
     def _dict(self) -> dict[str, float]:
@@ -55,7 +65,14 @@ class _LazyScores(Mapping[str, float]):
         return self._built
 
     def __getitem__(self, key: str) -> float:
-        return self._dict()[key]
+        pos = self._positions.get(key)
+        if pos is None or not self._is_cand[pos]:
+            raise KeyError(key)
+        return float(self._scores[pos])
+
+    def __contains__(self, key: object) -> bool:
+        pos = self._positions.get(key) if isinstance(key, str) else None
+        return pos is not None and bool(self._is_cand[pos])
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._dict())
@@ -65,6 +82,25 @@ class _LazyScores(Mapping[str, float]):
 
     def __repr__(self) -> str:
         return repr(self._dict())
+
+
+@dataclass(frozen=True, slots=True)
+class _PoolStatics:
+    """Per-pool columns that never change for one ``GPUArrays`` (capacities, node of each GPU)."""
+
+    arrays: GPUArrays
+    members: np.ndarray
+    node_idx: np.ndarray
+    cap_t: np.ndarray
+    cap_v: np.ndarray
+    gpus_per_node: np.ndarray
+    has_gpus: np.ndarray
+
+
+def _statics(arr: GPUArrays, members: np.ndarray) -> _PoolStatics:
+    node_idx = arr.node_idx[members]
+    counts = np.bincount(node_idx, minlength=len(arr.node_names))
+    return _PoolStatics(arr, members, node_idx, arr.cap_t[members], arr.cap_v[members], counts, counts > 0)
 
 
 @dataclass
@@ -78,6 +114,8 @@ class TensorFusionStrategy:
     max_worker_per_node: int | None = None
     topology: TopologyConfig = field(default_factory=TopologyConfig)
     name: str = "tensorfusion"
+    # Cache of the last pool's static columns, reused while the state's arrays object is the same.
+    _cache: dict[str, _PoolStatics] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.mode is not None and not isinstance(self.mode, PlacementMode):
@@ -115,32 +153,39 @@ class TensorFusionStrategy:
         tw = pool.tflops_weight if self.tflops_weight is None else self.tflops_weight
         members = out.members
         cand_mask = out.cand
-        node_idx = arr.node_idx[members]
+        statics = self._cache.get(pool.name)
+        if statics is None or statics.arrays is not arr or statics.members is not members:
+            statics = self._cache[pool.name] = _statics(arr, members)
+        node_idx = statics.node_idx
         n_nodes = len(arr.node_names)
         node_level = gpu_scores(
             mode,
             arr.avail_t[members],
-            arr.cap_t[members],
+            statics.cap_t,
             arr.avail_v[members],
-            arr.cap_v[members],
+            statics.cap_v,
             for_node=True,
             vram_weight=vw,
             tflops_weight=tw,
         )
         cand_counts = np.bincount(node_idx[cand_mask], minlength=n_nodes)
-        cand_nodes = np.flatnonzero(cand_counts >= max(req.gpu_count, 1))
+        is_cand = cand_counts >= max(req.gpu_count, 1)
+        cand_nodes = np.flatnonzero(is_cand)
         if len(cand_nodes) == 0:  # per-GPU steps after SameNode (partition availability) thinned the nodes
             return PlacementResult.fail(
                 f"SameNode: no node has at least {req.gpu_count} available GPUs", rejections=out.rejections(state)
             )
         if self.aggregation == "average":
             # Pending GPUs count a quarter (integer division, as Go's int score / 4).
-            scored = np.where(arr.phase[members] == _PENDING, node_level // 4, node_level)
+            phase = arr.phase[members]
+            scored = (
+                np.where(phase == _PENDING, node_level // 4, node_level) if (phase == _PENDING).any() else node_level
+            )
             # Every member is isolation-compatible here: the IsolationPolicy step rejects all or none.
             sums = np.bincount(node_idx, weights=scored, minlength=n_nodes)
-            counts = np.bincount(node_idx, minlength=n_nodes)
+            counts = statics.gpus_per_node
             node_score = np.zeros(n_nodes, dtype=np.int64)
-            has = counts > 0
+            has = statics.has_gpus
             node_score[has] = sums[has].astype(np.int64) // counts[has]
         else:
             node_score = np.bincount(node_idx, weights=node_level, minlength=n_nodes).astype(np.int64)
@@ -180,7 +225,7 @@ class TensorFusionStrategy:
             gpu_ids=gpu_ids,
             partition_template=template_id,
             rejections=out.rejections(state),
-            node_scores=_LazyScores(arr.node_names, cand_nodes, node_score),
+            node_scores=_LazyScores(arr.node_names, arr.node_pos, cand_nodes, is_cand, node_score),
             effective_hard_sm_percent=hard_pct,
             slot_start=slot,
             topology_tier=tier,
@@ -214,11 +259,12 @@ class TensorFusionStrategy:
             vram_weight=vw,
             tflops_weight=tw,
         )
-        # A stable sort on -score keeps GPU index ascending among equal scores.
-        order = np.argsort(-level, kind="stable")
         count = out.request.gpu_count
         if count <= 1:
-            return [int(positions[order[0]])], None
+            # argmax returns the first maximum: GPU index ascending among equal scores, as the sort below.
+            return [int(positions[int(np.argmax(level))])], None
+        # A stable sort on -score keeps GPU index ascending among equal scores.
+        order = np.argsort(-level, kind="stable")
         ordered = [arr.uids[int(positions[i])] for i in order]
         scores = {arr.uids[int(positions[i])]: int(level[i]) for i in order}
         graph = node_graph(state, arr.node_names[node_pos])

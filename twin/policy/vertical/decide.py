@@ -1,7 +1,7 @@
 """One workload, one tick: run the recommenders, merge, filter by target, cap, decide.
 
-This is the whole policy of the vertical autoscaler; the simulation loop (twin/sim/vertical.py)
-and the live controller only gather the inputs and apply :attr:`Decision.resources`.
+This is the whole policy of the vertical autoscaler; the loop (twin/policy/vertical/loop.py)
+driven by the simulator and the live agent, only gathers the inputs and applies :attr:`Decision.resources`.
 """
 
 from __future__ import annotations
