@@ -615,7 +615,7 @@ def test_to_dict_is_json_safe_and_ordered(spec_of: Any) -> None:
     assert json.loads(json.dumps(d)) == d
 
 
-# --- Quirks and twin choices listed in docs/fidelity/spec.md ---------------------------------------------
+# --- Quirks and twin choices listed in docs/fidelity.md#spec ---------------------------------------------
 
 
 def test_quirk_quota_default_tflops_clashes_with_native_migration() -> None:

@@ -105,7 +105,7 @@ class MetricSignal:
             return math.ceil(self.usage / self.target)  # scale from zero (minReplicas 0 only)
         ratio = self.usage / (self.target * count)
         # Kubernetes >= 1.33 tests (1 - tol) <= ratio <= (1 + tol). Older releases used
-        # abs(1 - ratio) > tol, which in float64 makes 11/10 "outside" 10 % (see docs/fidelity/serving.md).
+        # abs(1 - ratio) > tol, which in float64 makes 11/10 "outside" 10 % (see docs/fidelity.md#serving).
         if (1.0 - tolerance) <= ratio <= (1.0 + tolerance):
             return current
         return math.ceil(ratio * count)

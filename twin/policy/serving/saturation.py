@@ -46,7 +46,7 @@ class ScaleToZeroConfig:
 
     enabled: bool = False
     retention_s: float = 600.0
-    # Twin departure (docs/fidelity/serving.md): WVA as read zeroes a model with no success in the
+    # Twin departure (docs/fidelity.md#serving): WVA as read zeroes a model with no success in the
     # retention window even right after its own scale-from-zero, before the first request completes.
     keep_while_queued: bool = True
 

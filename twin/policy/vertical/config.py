@@ -4,7 +4,7 @@
 2. ``WorkloadProfile.autoScalingConfig.autoSetResources`` with ``enable`` and a non-empty ``targetResource``.
 3. The pool SchedulingConfigTemplate's ``verticalScalingRules``: the first rule whose selector matches
    the pod's labels is merged into the workload's config. The merge fills only fields the workload
-   left unset (Go ``mergo.Merge`` default semantics; the twin's reading, see docs/fidelity/vertical.md).
+   left unset (Go ``mergo.Merge`` default semantics; the twin's reading, see docs/fidelity.md#vertical).
 """
 
 from __future__ import annotations
