@@ -74,7 +74,10 @@ class Simulation:
         self.seed = self.scenario.seed if seed is None else seed
         self.catalog = catalog or default_catalog()
         self.env = simpy.Environment()
-        self.state, self.profiles = build_cluster(self.scenario, self.catalog)
+        try:
+            self.state, self.profiles = build_cluster(self.scenario, self.catalog)
+        except TwinInputError as err:  # name the file the bad pool came from
+            raise err.located(file=loaded.source) from err
         self.quota = QuotaStore({ns: q.to_spec(ns) for ns, q in self.scenario.quotas.items()})
         self.strategies: dict[str, PlacementStrategy] = {}
         for pool in self.scenario.pools:
