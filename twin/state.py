@@ -45,6 +45,9 @@ DEFAULT_MAX_WORKER_PER_NODE = 256
 DEFAULT_MAX_PARTITIONS = 7
 ISOLATION_MODES: tuple[IsolationMode, ...] = tuple(IsolationMode)
 PHASES: tuple[GPUPhase, ...] = tuple(GPUPhase)
+_MODE_CODE = {m: i for i, m in enumerate(ISOLATION_MODES)}
+_PHASE_CODE = {p: i for i, p in enumerate(PHASES)}
+_MAX_CHANGES = 1 << 14
 
 
 class StateError(ValueError):
@@ -214,20 +217,51 @@ class GPUArrays:
         self.node_cpu_free = np.zeros(len(self.node_names), dtype=np.float64)  # inf: CPU not modelled
         self.node_mem_free = np.zeros(len(self.node_names), dtype=np.float64)
         self._pool_members: dict[str, npt.NDArray[np.int64]] = {}
+        self._pool_selectors: dict[str, slice | npt.NDArray[np.int64]] = {}
+        # Python mirror of the slowly changing columns, to notice a change without numpy reads.
+        self._static: list[tuple[int, bool, int, int, int]] = [(-1, False, -1, -1, -1)] * n
+        # Incremental readers (score caches, masks): ``static_version`` moves whenever a phase,
+        # usedBy, isolation mode, Dynamic lock or partition count changes; ``changes`` lists the
+        # positions of every GPU update since position ``changes_base`` (trimmed, see update_gpu).
+        self.static_version = 0
+        self.changes: list[int] = []
+        self.changes_base = 0
         for g in order:
             self.update_gpu(g)
         for node in state.nodes.values():
             self.update_node(node)
+        self.changes.clear()  # readers start from the columns as built
+        self.derived: dict[object, object] = {}  # readers' caches (masks, scores), keyed by the reader
 
-    def update_gpu(self, g: GPUState) -> None:
+    def update_gpu(self, g: GPUState, *, static_too: bool = True) -> None:
+        """Copy ``g`` into the columns; ``static_too=False`` when only its available resources moved."""
         i = self.pos[g.uid]
         self.avail_t[i] = g.available.tflops
         self.avail_v[i] = g.available.vram
-        self.phase[i] = PHASES.index(g.phase)
-        self.used_by_tf[i] = g.used_by in ("", TENSOR_FUSION)
-        self.iso[i] = -1 if g.isolation is None else ISOLATION_MODES.index(g.isolation)
-        self.active[i] = -1 if g.active_mode is None else ISOLATION_MODES.index(g.active_mode)
-        self.n_partitions[i] = len(g.partitions)
+        if not static_too:
+            self._log(i)
+            return
+        static = (
+            _PHASE_CODE[g.phase],
+            g.used_by in ("", TENSOR_FUSION),
+            -1 if g.isolation is None else _MODE_CODE[g.isolation],
+            -1 if g.active_mode is None else _MODE_CODE[g.active_mode],
+            len(g.partitions),
+        )
+        if static != self._static[i]:
+            self._static[i] = static
+            self.phase[i], self.used_by_tf[i], self.iso[i], self.active[i], self.n_partitions[i] = static
+            self.static_version += 1
+        self._log(i)
+
+    def _log(self, i: int) -> None:
+        changes = self.changes
+        changes.append(i)
+        if len(changes) > _MAX_CHANGES:
+            # Readers further behind than the kept half rebuild from the columns.
+            drop = len(changes) // 2
+            del changes[:drop]
+            self.changes_base += drop
 
     def update_node(self, node: NodeState) -> None:
         j = self.node_pos[node.name]
@@ -235,6 +269,16 @@ class GPUArrays:
         self.node_ok[j] = node.heartbeat_ok
         self.node_cpu_free[j] = node.cpu_milli - node.cpu_used if node.cpu_milli else np.inf
         self.node_mem_free[j] = node.memory - node.memory_used if node.memory else np.inf
+
+    def pool_selector(self, pool: str) -> slice | npt.NDArray[np.int64]:
+        """Index for the pool's columns: a slice when its GPUs are contiguous (views, no copy)."""
+        sel = self._pool_selectors.get(pool)
+        if sel is None:
+            members = self.pool_members(pool)
+            contiguous = len(members) > 0 and int(members[-1]) - int(members[0]) + 1 == len(members)
+            sel = slice(int(members[0]), int(members[-1]) + 1) if contiguous else members
+            self._pool_selectors[pool] = sel
+        return sel
 
     def pool_members(self, pool: str) -> npt.NDArray[np.int64]:
         """Positions of the pool's GPUs, ascending (so node name, then GPU index)."""
@@ -253,6 +297,21 @@ def take_of(gpu: GPUState, req: AllocRequest, template: MigTemplate | None) -> R
     if template is not None:
         return template.resources(gpu.capacity.tflops)
     return Resource(req.request.effective_tflops(gpu.capacity.tflops), req.request.vram)
+
+
+def _fold_appended(gpu: GPUState, take: Resource) -> Resource:
+    """``_fold`` after ``take`` was appended as the newest take: one subtraction instead of the walk.
+
+    Exact: the fold is left to right, so appending subtracts from the previous unclamped result;
+    a positive ``available`` was not clamped. Otherwise (zero, maybe clamped) walk from the baseline.
+    """
+    before = gpu.available
+    if before.tflops <= 0:
+        return _fold(gpu)
+    tflops = before.tflops - take.tflops
+    if tflops < 0 and tflops > -1e-9:
+        tflops = 0.0
+    return Resource(tflops, before.vram - take.vram)
 
 
 def _fold(gpu: GPUState) -> Resource:
@@ -465,9 +524,9 @@ class ClusterState:
 
         self._journal.append(undo)
 
-    def _sync_gpu(self, gpu: GPUState) -> None:
+    def _sync_gpu(self, gpu: GPUState, *, static_too: bool = True) -> None:
         if self._arrays is not None:
-            self._arrays.update_gpu(gpu)
+            self._arrays.update_gpu(gpu, static_too=static_too)
 
     def _sync_node(self, node: NodeState) -> None:
         if self._arrays is not None:
@@ -563,10 +622,11 @@ class ClusterState:
             gpu.takes[req.uid] = take
             if template is not None and slot is not None:
                 gpu.partitions[req.uid] = PartitionSlot(template.id, slot, slot + template.slots, self._seq)
-            if dynamic and gpu.active_mode is None:
+            locks = dynamic and gpu.active_mode is None
+            if locks:
                 gpu.active_mode = req.isolation
-            gpu.available = _fold(gpu)
-            self._sync_gpu(gpu)
+            gpu.available = _fold_appended(gpu, take)
+            self._sync_gpu(gpu, static_too=locks or template is not None)
         self._save_node(owner)
         owner.cpu_used += req.cpu_milli
         owner.memory_used += req.memory
@@ -595,11 +655,12 @@ class ClusterState:
             gpu = self.gpus[gid]
             self._save_gpu(gpu)
             del gpu.takes[uid]
-            gpu.partitions.pop(uid, None)
-            if not gpu.takes:
+            static_too = gpu.partitions.pop(uid, None) is not None
+            if not gpu.takes and gpu.active_mode is not None:
                 gpu.active_mode = None  # the Dynamic lock goes with the last allocation
+                static_too = True
             gpu.available = _fold(gpu)
-            self._sync_gpu(gpu)
+            self._sync_gpu(gpu, static_too=static_too)
         owner = self.nodes[alloc.node]
         self._save_node(owner)
         owner.cpu_used -= alloc.request.cpu_milli

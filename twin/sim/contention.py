@@ -7,9 +7,13 @@ received share changed: per-event work is O(residents of the affected GPU).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from twin.policy.isolation import ErlParams, received_shares
 from twin.resources import IsolationMode
 from twin.sim.workers import SimWorker
+
+_MEMO_LIMIT = 1 << 16
 
 
 class GpuLoad:
@@ -28,6 +32,7 @@ class GpuLoad:
         self._used_tflops: dict[str, float] = dict.fromkeys(capacity_tflops, 0.0)
         self.used_tflops = 0.0  # sum over GPUs of received fraction x capacity
         self.busy_gpus = 0  # GPUs with at least one resident
+        self._memo: dict[tuple[IsolationMode, tuple[float, ...], tuple[float, ...]], tuple[float, ...]] = {}
 
     def add(self, w: SimWorker) -> None:
         for g in w.gpu_ids:
@@ -56,17 +61,28 @@ class GpuLoad:
     def recompute(self, gpu: str) -> list[SimWorker]:
         """Re-run the isolation model on ``gpu``; return residents whose minimum share changed."""
         res = self.residents[gpu]
+        shares: Sequence[float]
         if res:
             mode = res[0].req.isolation
             if mode is IsolationMode.PARTITIONED:
                 shares = [min(w.demand, w.slice_fraction) for w in res]
             else:
-                shares = received_shares(mode, [w.demand for w in res], [w.up_limit for w in res], None, self.erl)
+                # The isolation model is a pure function of (mode, demands, up-limits); a pool sees few
+                # distinct mixes, so remember them (bounded) instead of re-running it per event.
+                demands = tuple([w.demand for w in res])
+                limits = tuple([w.up_limit for w in res])
+                key = (mode, demands, limits)
+                cached = self._memo.get(key)
+                if cached is None:
+                    if len(self._memo) >= _MEMO_LIMIT:
+                        self._memo.clear()
+                    cached = self._memo[key] = tuple(received_shares(mode, demands, limits, None, self.erl))
+                shares = cached
         else:
-            shares = []
+            shares = ()
         return self.set_shares(gpu, shares)
 
-    def set_shares(self, gpu: str, shares: list[float]) -> list[SimWorker]:
+    def set_shares(self, gpu: str, shares: Sequence[float]) -> list[SimWorker]:
         """Install the residents' shares on ``gpu``; return those whose minimum share changed."""
         res = self.residents[gpu]
         total = 0.0

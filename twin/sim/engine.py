@@ -307,18 +307,21 @@ class Simulation:
         usage = self._vram_at(w)
         w.vram_usage = 0
         self.load.add(w)
-        self.events.log(
-            now,
-            "bind",
-            w.uid,
-            node=w.node,
-            gpus=list(w.gpu_ids),
-            template=res.partition_template,
-            waited=round(now - w.pending_since, 6),
-            node_score=res.node_scores.get(w.node),
-            candidates=len(res.node_scores) or None,
-            strategy=self.strategies[w.req.pool].name,
-        )
+        if self.events.enabled:
+            self.events.log(
+                now,
+                "bind",
+                w.uid,
+                node=w.node,
+                gpus=list(w.gpu_ids),
+                template=res.partition_template,
+                waited=round(now - w.pending_since, 6),
+                node_score=res.node_scores.get(w.node),
+                candidates=len(res.node_scores) or None,
+                strategy=self.strategies[w.req.pool].name,
+            )
+        else:  # the details are only rendered into events.jsonl: skip building them
+            self.events.count("bind")
         if self._check_oom(w, usage):
             return
         self.refresh([w, *self._recompute(w.gpu_ids)])

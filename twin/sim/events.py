@@ -21,6 +21,10 @@ class EventLog:
         if self.enabled:
             self.entries.append((t, kind, subject, details))
 
+    def count(self, kind: str) -> None:
+        """Count an event without recording it (callers that skip building details when disabled)."""
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+
     def to_jsonl(self) -> str:
         lines = []
         for t, kind, subject, details in self.entries:

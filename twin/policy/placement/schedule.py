@@ -17,14 +17,20 @@ def schedule(
 ) -> PlacementResult:
     """Place ``req``; if it fits, bind it and add its quota usage. Either everything happens or nothing.
 
-    Quota usage is added last, inside the state transaction: if accounting fails the state rolls back.
+    ``allocate`` checks everything before it changes anything, so only the quota accounting that
+    follows can fail after the bind; then the allocation is released again, which restores the
+    state exactly (available is a fold over the remaining takes). This avoids opening an undo
+    journal on every decision.
     """
     result = strategy.place(state, req, quota)
     if not result.ok or result.node is None:
         return result
     bound = result.bound_request or req
-    with state.transaction():
-        state.allocate(bound, result.node, result.gpu_ids, result.partition_template)
-        if quota is not None:
+    state.allocate(bound, result.node, result.gpu_ids, result.partition_template)
+    if quota is not None:
+        try:
             quota.add(bound)
+        except BaseException:
+            state.release(bound.uid)
+            raise
     return result

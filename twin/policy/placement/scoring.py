@@ -22,7 +22,7 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
 
-def _prefers_used(mode: PlacementMode, *, for_node: bool) -> bool:
+def prefers_used(mode: PlacementMode, *, for_node: bool) -> bool:
     if mode is PlacementMode.COMPACT_FIRST:
         return True
     if mode is PlacementMode.NODE_COMPACT_GPU_LOW_LOAD:
@@ -49,7 +49,7 @@ def gpu_score(
     """One GPU's score: node-level (``for_node=True``) or GPU-level."""
     avail_t = available_tflops / capacity_tflops * 100.0
     avail_v = available_vram / capacity_vram * 100.0
-    if _prefers_used(mode, for_node=for_node):
+    if prefers_used(mode, for_node=for_node):
         return normalize_score(100.0 - avail_v, 100.0 - avail_t, vram_weight, tflops_weight)
     return normalize_score(avail_v, avail_t, vram_weight, tflops_weight)
 
@@ -68,7 +68,7 @@ def gpu_scores(
     """Vectorised :func:`gpu_score` (same float operations in the same order, so identical results)."""
     pct_t = avail_t / cap_t * 100.0
     pct_v = avail_v / cap_v * 100.0
-    if _prefers_used(mode, for_node=for_node):
+    if prefers_used(mode, for_node=for_node):
         pct_t = 100.0 - pct_t
         pct_v = 100.0 - pct_v
     raw = pct_v * vram_weight + pct_t * tflops_weight

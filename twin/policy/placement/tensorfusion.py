@@ -27,10 +27,11 @@ from twin.errors import TwinInputError
 from twin.policy.placement.base import PlacementResult
 from twin.policy.placement.pipeline import F, FilterOutcome, run_filters
 from twin.policy.placement.registry import register_strategy
+from twin.policy.placement.score_cache import pool_scores
 from twin.policy.placement.scoring import gpu_scores
 from twin.policy.placement.topology import TopologyConfig, best_combination, node_graph
 from twin.resources import AllocRequest, GPUPhase, IsolationMode, PlacementMode
-from twin.state import PHASES, ClusterState, GPUArrays, first_free_slot
+from twin.state import PHASES, ClusterState, first_free_slot
 
 if TYPE_CHECKING:
     from twin.policy.quota import QuotaStore
@@ -45,23 +46,34 @@ def effective_hard_sm_percent(limit_tflops: float, capacity_tflops: float) -> in
 
 
 class _LazyScores(Mapping[str, float]):
-    """Node name -> score over the candidate nodes; single lookups skip building the dict (hot path)."""
+    """Node name -> score over the candidate nodes; single lookups skip building the dict (hot path).
+
+    ``is_cand`` and ``scores`` must be arrays this mapping owns (not views of a cache that moves).
+    """
 
     def __init__(
-        self, names: list[str], positions: Mapping[str, int], nodes: np.ndarray, is_cand: np.ndarray, scores: np.ndarray
+        self,
+        names: list[str],
+        positions: Mapping[str, int],
+        is_cand: np.ndarray | Callable[[], np.ndarray],
+        scores: np.ndarray | list[int],
     ) -> None:
-        self._names, self._positions, self._nodes, self._is_cand, self._scores = (
-            names,
-            positions,
-            nodes,
-            is_cand,
-            scores,
-        )
+        self._names, self._positions, self._scores = names, positions, scores
+        self._cand_source = is_cand
+        self._cand: np.ndarray | None = is_cand if isinstance(is_cand, np.ndarray) else None
         self._built: dict[str, float] | None = None
+
+    @property
+    def _is_cand(self) -> np.ndarray:
+        if self._cand is None:
+            source = self._cand_source
+            assert callable(source)
+            self._cand = source()
+        return self._cand
 
     def _dict(self) -> dict[str, float]:
         if self._built is None:
-            self._built = {self._names[int(n)]: float(self._scores[int(n)]) for n in self._nodes}
+            self._built = {self._names[int(n)]: float(self._scores[int(n)]) for n in np.flatnonzero(self._is_cand)}
         return self._built
 
     def __getitem__(self, key: str) -> float:
@@ -78,29 +90,10 @@ class _LazyScores(Mapping[str, float]):
         return iter(self._dict())
 
     def __len__(self) -> int:
-        return len(self._nodes)
+        return int(np.count_nonzero(self._is_cand))
 
     def __repr__(self) -> str:
         return repr(self._dict())
-
-
-@dataclass(frozen=True, slots=True)
-class _PoolStatics:
-    """Per-pool columns that never change for one ``GPUArrays`` (capacities, node of each GPU)."""
-
-    arrays: GPUArrays
-    members: np.ndarray
-    node_idx: np.ndarray
-    cap_t: np.ndarray
-    cap_v: np.ndarray
-    gpus_per_node: np.ndarray
-    has_gpus: np.ndarray
-
-
-def _statics(arr: GPUArrays, members: np.ndarray) -> _PoolStatics:
-    node_idx = arr.node_idx[members]
-    counts = np.bincount(node_idx, minlength=len(arr.node_names))
-    return _PoolStatics(arr, members, node_idx, arr.cap_t[members], arr.cap_v[members], counts, counts > 0)
 
 
 @dataclass
@@ -114,8 +107,6 @@ class TensorFusionStrategy:
     max_worker_per_node: int | None = None
     topology: TopologyConfig = field(default_factory=TopologyConfig)
     name: str = "tensorfusion"
-    # Cache of the last pool's static columns, reused while the state's arrays object is the same.
-    _cache: dict[str, _PoolStatics] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.mode is not None and not isinstance(self.mode, PlacementMode):
@@ -153,60 +144,59 @@ class TensorFusionStrategy:
         tw = pool.tflops_weight if self.tflops_weight is None else self.tflops_weight
         members = out.members
         cand_mask = out.cand
-        statics = self._cache.get(pool.name)
-        if statics is None or statics.arrays is not arr or statics.members is not members:
-            statics = self._cache[pool.name] = _statics(arr, members)
-        node_idx = statics.node_idx
-        n_nodes = len(arr.node_names)
-        node_level = gpu_scores(
-            mode,
-            arr.avail_t[members],
-            statics.cap_t,
-            arr.avail_v[members],
-            statics.cap_v,
-            for_node=True,
-            vram_weight=vw,
-            tflops_weight=tw,
-        )
-        cand_counts = np.bincount(node_idx[cand_mask], minlength=n_nodes)
-        is_cand = cand_counts >= max(req.gpu_count, 1)
-        cand_nodes = np.flatnonzero(is_cand)
-        if len(cand_nodes) == 0:  # per-GPU steps after SameNode (partition availability) thinned the nodes
-            return PlacementResult.fail(
-                f"SameNode: no node has at least {req.gpu_count} available GPUs", rejections=out.rejections(state)
-            )
-        if self.aggregation == "average":
-            # Pending GPUs count a quarter (integer division, as Go's int score / 4).
-            phase = arr.phase[members]
-            scored = (
-                np.where(phase == _PENDING, node_level // 4, node_level) if (phase == _PENDING).any() else node_level
-            )
-            # Every member is isolation-compatible here: the IsolationPolicy step rejects all or none.
-            sums = np.bincount(node_idx, weights=scored, minlength=n_nodes)
-            counts = statics.gpus_per_node
-            node_score = np.zeros(n_nodes, dtype=np.int64)
-            has = statics.has_gpus
-            node_score[has] = sums[has].astype(np.int64) // counts[has]
-        else:
-            node_score = np.bincount(node_idx, weights=node_level, minlength=n_nodes).astype(np.int64)
+        scores = pool_scores(arr, pool.name, mode, vw, tw)
+        node_idx = scores.node_idx
+        n_nodes = scores.n_nodes
+        need = max(req.gpu_count, 1)
+
+        def candidate_nodes() -> np.ndarray:
+            return np.bincount(node_idx[cand_mask], minlength=n_nodes) >= need
+
+        # Average: Pending GPUs count a quarter (Go's int score / 4); every member is isolation-
+        # compatible here (the IsolationPolicy step rejects all or none). Sum: plain node-level total.
+        average = self.aggregation == "average"
+        node_score: list[int] | np.ndarray = list(scores.average if average else scores.total)  # a snapshot
         weights = (mode, vw, tw)
         topo_rejected: list[int] = []
         tier: int | None = None
-        # Nodes in preference order: score descending, then name ascending (positions are name-sorted).
-        order = cand_nodes[np.argsort(-node_score[cand_nodes], kind="stable")]
-        for node_pos in order:
-            picked = self._pick_gpus(state, out, int(node_pos), cand_mask, node_idx, weights)
-            if picked is None:
-                topo_rejected.append(int(node_pos))
-                continue
-            gpu_positions, tier = picked
-            break
+        is_cand: np.ndarray | Callable[[], np.ndarray]
+        if req.gpu_count <= 1:
+            # Best node: highest score, then name ascending. Per candidate GPU, its node's score + 1
+            # (0 elsewhere); members are sorted by node name, and argmax takes the first maximum.
+            per_gpu = (scores.average_per_gpu if average else scores.total_per_gpu) * cand_mask
+            k0 = int(per_gpu.argmax())
+            if per_gpu[k0] == 0:
+                return self._no_node(state, out)
+            node_pos = int(node_idx[k0])
+            # Best GPU on it: highest GPU-level score, then GPU index ascending (the first maximum).
+            best_k, best_score = -1, -1
+            level = scores.gpu_level
+            for k in range(k0, scores.node_hi[node_pos]):
+                if cand_mask[k] and level[k] > best_score:
+                    best_k, best_score = k, level[k]
+            gpu_positions = [int(members[best_k])]
+            is_cand = candidate_nodes  # only built if someone reads the node scores
         else:
-            out.add_step(F["Topology"], ~np.isin(node_idx, topo_rejected))
-            return PlacementResult.fail(
-                f"Topology: no node has {req.gpu_count} GPUs within tier {self.topology.max_allowed_tier}",
-                rejections=out.rejections(state),
-            )
+            is_cand = candidate_nodes()
+            node_score = np.array(node_score, dtype=np.int64)
+            cand_nodes = np.flatnonzero(is_cand)
+            if len(cand_nodes) == 0:  # per-GPU steps after SameNode (partition availability) thinned the nodes
+                return self._no_node(state, out)
+            # Nodes in preference order: score descending, then name ascending (positions are name-sorted).
+            order = cand_nodes[np.argsort(-node_score[cand_nodes], kind="stable")]
+            for node_pos in order:
+                picked = self._pick_gpus(state, out, int(node_pos), cand_mask, node_idx, weights)
+                if picked is None:
+                    topo_rejected.append(int(node_pos))
+                    continue
+                gpu_positions, tier = picked
+                break
+            else:
+                out.add_step(F["Topology"], ~np.isin(node_idx, topo_rejected))
+                return PlacementResult.fail(
+                    f"Topology: no node has {req.gpu_count} GPUs within tier {self.topology.max_allowed_tier}",
+                    rejections=out.rejections(state),
+                )
         gpu_ids = tuple(arr.uids[int(p)] for p in gpu_positions)
         first = state.gpus[gpu_ids[0]]
         hard_pct = None
@@ -225,11 +215,17 @@ class TensorFusionStrategy:
             gpu_ids=gpu_ids,
             partition_template=template_id,
             rejections=out.rejections(state),
-            node_scores=_LazyScores(arr.node_names, arr.node_pos, cand_nodes, is_cand, node_score),
+            node_scores=_LazyScores(arr.node_names, arr.node_pos, is_cand, node_score),
             effective_hard_sm_percent=hard_pct,
             slot_start=slot,
             topology_tier=tier,
             bound_request=req if req.dedicated_gpu else None,
+        )
+
+    @staticmethod
+    def _no_node(state: ClusterState, out: FilterOutcome) -> PlacementResult:
+        return PlacementResult.fail(
+            f"SameNode: no node has at least {out.request.gpu_count} available GPUs", rejections=out.rejections(state)
         )
 
     def _pick_gpus(
@@ -259,10 +255,7 @@ class TensorFusionStrategy:
             vram_weight=vw,
             tflops_weight=tw,
         )
-        count = out.request.gpu_count
-        if count <= 1:
-            # argmax returns the first maximum: GPU index ascending among equal scores, as the sort below.
-            return [int(positions[int(np.argmax(level))])], None
+        count = out.request.gpu_count  # > 1: single-GPU requests take the fast path in _choose
         # A stable sort on -score keeps GPU index ascending among equal scores.
         order = np.argsort(-level, kind="stable")
         ordered = [arr.uids[int(positions[i])] for i in order]
