@@ -6,6 +6,7 @@ same run, and the ratio of their per-event costs. Goal: model cost per event wit
 loop; a simulated week of the pool in under two minutes on 2 cores.
 
     .venv/bin/python benchmarks/bench_engine.py [--gpus 1000] [--arrivals 100000] [--days 7] [--summary-out F]
+        [--breakdown]
 """
 
 from __future__ import annotations
@@ -71,6 +72,40 @@ def bare_simpy(events: int, chains: int = 1000) -> float:
     return time.perf_counter() - start
 
 
+def _install_step_timers(steps: dict[str, list[float]]) -> None:
+    """Wrap the main steps of an arrival's life with timers (totals in ``steps[label] = [s, calls]``)."""
+    from twin.policy.placement.tensorfusion import TensorFusionStrategy
+    from twin.policy.quota import QuotaStore
+    from twin.sim.metrics import Metrics
+    from twin.state import ClusterState
+
+    targets: list[tuple[Any, str, str]] = [
+        (TensorFusionStrategy, "place", "placement: filters + scores + choice"),
+        (ClusterState, "allocate", "state: allocate"),
+        (ClusterState, "release", "state: release"),
+        (QuotaStore, "add", "quota: add"),
+        (QuotaStore, "remove", "quota: remove"),
+        (Simulation, "new_worker", "engine: new worker (billing, limits)"),
+        (Simulation, "_bind", "engine: bind (contention, OOM, timers)"),
+        (Simulation, "_release", "engine: release (contention, quota)"),
+        (Metrics, "sample", "metrics: sample (FGD fragmentation)"),
+        (Metrics, "observe_arrival", "metrics: observe arrival"),
+    ]
+    for owner, name, label in targets:
+        fn = getattr(owner, name)
+        cell = steps.setdefault(label, [0.0, 0])
+
+        def wrapper(*a: Any, _fn: Any = fn, _cell: list[float] = cell, **k: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return _fn(*a, **k)
+            finally:
+                _cell[0] += time.perf_counter() - start
+                _cell[1] += 1
+
+        setattr(owner, name, wrapper)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--gpus", type=int, default=1000)
@@ -78,6 +113,11 @@ def main() -> None:
     ap.add_argument("--days", type=float, default=7.0)
     ap.add_argument("--strategy", default="NodeCompactGPULowLoad")
     ap.add_argument("--summary-out", type=Path, help="also write the run's summary as JSON (to compare results)")
+    ap.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="also time the main steps per arrival (each timer adds about a microsecond per call)",
+    )
     args = ap.parse_args()
     data = scenario(args.gpus, args.arrivals, args.days, args.strategy)
     loaded = LoadedScenario(validate_scenario(data, file="<bench>"), Path.cwd(), "<bench>")
@@ -98,6 +138,9 @@ def main() -> None:
     # Time the placement policy separately: it is the same code the live agent runs, not engine cost.
     engine_module.schedule = timed(engine_module.schedule)
     engine_module.plan_preemption = timed(engine_module.plan_preemption)
+    steps: dict[str, list[float]] = {}
+    if args.breakdown:
+        _install_step_timers(steps)
     t0 = time.perf_counter()
     sim = Simulation(loaded, record_events=False)
     t1 = time.perf_counter()
@@ -129,6 +172,20 @@ def main() -> None:
     print(f"simulated week of this pool: {model_wall * 7 * 86400 / sim.scenario.duration:.1f} s wall (goal < 120 s)")
     if args.summary_out is not None:
         args.summary_out.write_text(json.dumps(s, sort_keys=True, indent=1, default=str) + "\n")
+    if args.breakdown:
+        arrivals = max(1, s["workers"]["arrived"])
+        bare_event = bare_wall / events
+        budget = 5 * events / arrivals * bare_event
+        print(
+            f"goal budget per arrival (5 x {events / arrivals:.2f} events x {1e6 * bare_event:.2f} us per bare event): "
+            f"{1e6 * budget:.1f} us; the model spends {1e6 * model_wall / arrivals:.1f} us"
+        )
+        print("per arrival, inclusive (nested steps count in their callers too):")
+        for label, (total, calls) in sorted(steps.items(), key=lambda kv: -kv[1][0]):
+            print(
+                f"  {label:40s} {1e6 * total / arrivals:7.1f} us  ({int(calls):,} calls, "
+                f"{total / model_wall:5.1%} of the run, {total / arrivals / bare_event:5.1f} bare events)"
+            )
     counts = dict(itertools.islice(sorted(sim.events.counts.items()), 20))
     print(
         f"decisions: {counts}; preemptions {s['preemptions']['total']}, "
