@@ -67,20 +67,26 @@ class GpuLoad:
             if mode is IsolationMode.PARTITIONED:
                 shares = [min(w.demand, w.slice_fraction) for w in res]
             else:
-                # The isolation model is a pure function of (mode, demands, up-limits); a pool sees few
-                # distinct mixes, so remember them (bounded) instead of re-running it per event.
-                demands = tuple([w.demand for w in res])
-                limits = tuple([w.up_limit for w in res])
-                key = (mode, demands, limits)
-                cached = self._memo.get(key)
-                if cached is None:
-                    if len(self._memo) >= _MEMO_LIMIT:
-                        self._memo.clear()
-                    cached = self._memo[key] = tuple(received_shares(mode, demands, limits, None, self.erl))
-                shares = cached
+                shares = self.shares(mode, tuple([w.demand for w in res]), tuple([w.up_limit for w in res]))
         else:
             shares = ()
         return self.set_shares(gpu, shares)
+
+    def shares(
+        self, mode: IsolationMode, demands: tuple[float, ...], up_limits: tuple[float, ...]
+    ) -> tuple[float, ...]:
+        """What workers with these demands and up-limits receive together on one device in ``mode``.
+
+        The isolation model is a pure function of its inputs and a pool sees few distinct mixes, so
+        results are remembered (bounded) instead of re-run per event.
+        """
+        key = (mode, demands, up_limits)
+        cached = self._memo.get(key)
+        if cached is None:
+            if len(self._memo) >= _MEMO_LIMIT:
+                self._memo.clear()
+            cached = self._memo[key] = tuple(received_shares(mode, demands, up_limits, None, self.erl))
+        return cached
 
     def set_shares(self, gpu: str, shares: Sequence[float]) -> list[SimWorker]:
         """Install the residents' shares on ``gpu``; return those whose minimum share changed."""

@@ -27,7 +27,7 @@ import simpy
 from twin.errors import TwinInputError
 from twin.hardware import HardwareCatalog, default_catalog
 from twin.policy.billing import PricingTable, QoSPrice, eviction_protected, worker_cost_per_second
-from twin.policy.isolation import DEFAULT_ERL, ErlParams, received_shares, up_limit_fraction, vram_oom_reason
+from twin.policy.isolation import DEFAULT_ERL, ErlParams, up_limit_fraction, vram_oom_reason
 from twin.policy.placement import PlacementResult, PlacementStrategy, get_strategy, plan_preemption, schedule
 from twin.policy.quota import QuotaStore
 from twin.policy.vertical.loop import AdjustRefused
@@ -355,7 +355,7 @@ class Simulation:
     def _alone_share(self, w: SimWorker) -> float:
         if w.req.isolation is IsolationMode.PARTITIONED:
             return min(w.demand, w.slice_fraction)
-        return received_shares(w.req.isolation, [w.demand], [w.up_limit], None, self.erl)[0]
+        return self.load.shares(w.req.isolation, (w.demand,), (w.up_limit,))[0]
 
     def _recompute(self, gpu_ids: Sequence[str]) -> list[SimWorker]:
         changed: list[SimWorker] = []
