@@ -214,8 +214,8 @@ class GPUArrays:
         self.pool = np.array([self.pool_pos.get(state.nodes[g.node].pool, -1) for g in order], dtype=np.int64)
         self.node_workers = np.zeros(len(self.node_names), dtype=np.int64)
         self.node_ok = np.zeros(len(self.node_names), dtype=bool)
-        self.node_cpu_free = np.zeros(len(self.node_names), dtype=np.float64)  # inf: CPU not modelled
-        self.node_mem_free = np.zeros(len(self.node_names), dtype=np.float64)
+        self.node_cpu_free = np.full(len(self.node_names), np.inf)  # inf: CPU not modelled
+        self.node_mem_free = np.full(len(self.node_names), np.inf)
         self._pool_members: dict[str, npt.NDArray[np.int64]] = {}
         self._pool_selectors: dict[str, slice | npt.NDArray[np.int64]] = {}
         # Python mirror of the slowly changing columns, to notice a change without numpy reads.

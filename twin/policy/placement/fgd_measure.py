@@ -137,12 +137,13 @@ class FragmentationModel:
         hosted = cpu_ok & gpu_ok & type_ok & ~self._cpu_only[None, :]
         amount = np.where(hosted, small_part, idle[:, None])
         contribution = self._p[None, :] * amount
-        total = np.zeros(rows, dtype=np.float64)
-        for slot in range(6):
-            # cumsum adds strictly left to right (np.sum would pair terms), matching the reference.
-            acc = np.cumsum(np.where(category == slot, contribution, 0.0), axis=1)[:, -1]
-            total = total + acc
-        return total
+        # The reference adds each class's contribution to its category slot in class order, then the
+        # six slots in slot order. np.add.at applies its updates one by one in index order, and the
+        # flattened (row, class) order is class-ascending within a row; cumsum adds strictly left to
+        # right (np.sum would pair terms): the same additions in the same order, so bit for bit.
+        slots = np.zeros((rows, 6), dtype=np.float64)
+        np.add.at(slots, (np.repeat(np.arange(rows), category.shape[1]), category.ravel()), contribution.ravel())
+        return np.cumsum(slots, axis=1)[:, -1]
 
     def node(self, model: str, cpu_left: int, free_milli: Sequence[int]) -> float:
         """F of one node (the same arithmetic as :meth:`batch`, in plain Python)."""

@@ -23,15 +23,18 @@ from twin.state import PHASES, GPUArrays
 _PENDING = PHASES.index(GPUPhase.PENDING)
 
 
-def _score(avail_t: float, cap_t: float, avail_v: float, cap_v: float, used: bool, vw: float, tw: float) -> int:
-    """One GPU's score: the scalar twin of ``gpu_scores`` (same operations, same order)."""
+def _score_pair(
+    avail_t: float, cap_t: float, avail_v: float, cap_v: float, node_used: bool, gpu_used: bool, vw: float, tw: float
+) -> tuple[int, int]:
+    """One GPU's node-level and GPU-level scores: the scalar twin of ``gpu_scores`` (same operations
+    in the same order: percentages, then ``100 - pct`` where the level prefers used resources)."""
     pct_t = avail_t / cap_t * 100.0
     pct_v = avail_v / cap_v * 100.0
-    if used:
-        pct_t = 100.0 - pct_t
-        pct_v = 100.0 - pct_v
-    raw = pct_v * vw + pct_t * tw
-    return min(max(math.floor(raw + 0.5), 0), 100)
+    used_t = 100.0 - pct_t
+    used_v = 100.0 - pct_v
+    raw_node = used_v * vw + used_t * tw if node_used else pct_v * vw + pct_t * tw
+    raw_gpu = used_v * vw + used_t * tw if gpu_used else pct_v * vw + pct_t * tw
+    return min(max(math.floor(raw_node + 0.5), 0), 100), min(max(math.floor(raw_gpu + 0.5), 0), 100)
 
 
 class PoolScores:
@@ -116,16 +119,15 @@ class PoolScores:
             return
         member_of = self._member_of
         avail_t, avail_v, phase = arr.avail_t, arr.avail_v, arr.phase
-        vw, tw = self.vw, self.tw
+        vw, tw, node_used, gpu_used = self.vw, self.tw, self._node_used, self._gpu_used
         node_level, scored_level, total, average = self.node_level, self.scored, self.total, self.average
         for pos in dict.fromkeys(log[start:]):
             k = member_of.get(pos)
             if k is None:
                 continue
-            a_t, a_v = avail_t.item(pos), avail_v.item(pos)
-            c_t, c_v = self._cap_t[k], self._cap_v[k]
-            level = _score(a_t, c_t, a_v, c_v, self._node_used, vw, tw)
-            self.gpu_level[k] = _score(a_t, c_t, a_v, c_v, self._gpu_used, vw, tw)
+            level, self.gpu_level[k] = _score_pair(
+                avail_t.item(pos), self._cap_t[k], avail_v.item(pos), self._cap_v[k], node_used, gpu_used, vw, tw
+            )
             scored = level // 4 if phase.item(pos) == _PENDING else level
             node = self._node_of[k]
             if level != node_level[k]:
