@@ -13,7 +13,7 @@ from twin.policy.isolation import ErlParams, received_shares
 from twin.resources import IsolationMode
 from twin.sim.workers import SimWorker
 
-_MEMO_LIMIT = 1 << 16
+_MEMO_LIMIT = 4096  # entries; continuous demands (random walks) never hit, so keep it small
 
 
 class GpuLoad:
