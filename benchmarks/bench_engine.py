@@ -92,18 +92,21 @@ def _install_step_timers(steps: dict[str, list[float]]) -> None:
         (Metrics, "observe_arrival", "metrics: observe arrival"),
     ]
     for owner, name, label in targets:
-        fn = getattr(owner, name)
-        cell = steps.setdefault(label, [0.0, 0])
+        setattr(owner, name, _timed(getattr(owner, name), steps.setdefault(label, [0.0, 0])))
 
-        def wrapper(*a: Any, _fn: Any = fn, _cell: list[float] = cell, **k: Any) -> Any:
-            start = time.perf_counter()
-            try:
-                return _fn(*a, **k)
-            finally:
-                _cell[0] += time.perf_counter() - start
-                _cell[1] += 1
 
-        setattr(owner, name, wrapper)
+def _timed(fn: Any, cell: list[float]) -> Any:
+    """``fn`` with its wall time and call count added to ``cell = [seconds, calls]``."""
+
+    def wrapper(*a: Any, **k: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return fn(*a, **k)
+        finally:
+            cell[0] += time.perf_counter() - start
+            cell[1] += 1
+
+    return wrapper
 
 
 def main() -> None:
@@ -121,23 +124,10 @@ def main() -> None:
     args = ap.parse_args()
     data = scenario(args.gpus, args.arrivals, args.days, args.strategy)
     loaded = LoadedScenario(validate_scenario(data, file="<bench>"), Path.cwd(), "<bench>")
-    policy_time = [0.0]
-    policy_calls = [0]
-
-    def timed(fn: Any) -> Any:
-        def wrapper(*a: Any, **k: Any) -> Any:
-            start = time.perf_counter()
-            try:
-                return fn(*a, **k)
-            finally:
-                policy_time[0] += time.perf_counter() - start
-                policy_calls[0] += 1
-
-        return wrapper
-
+    policy: list[float] = [0.0, 0]  # seconds, calls
     # Time the placement policy separately: it is the same code the live agent runs, not engine cost.
-    engine_module.schedule = timed(engine_module.schedule)
-    engine_module.plan_preemption = timed(engine_module.plan_preemption)
+    engine_module.schedule = _timed(engine_module.schedule, policy)
+    engine_module.plan_preemption = _timed(engine_module.plan_preemption, policy)
     steps: dict[str, list[float]] = {}
     if args.breakdown:
         _install_step_timers(steps)
@@ -160,10 +150,10 @@ def main() -> None:
         f"{sim.scenario.duration / model_wall:,.0f} simulated s per wall s"
     )
     print(f"bare SimPy loop, same event count: {bare_wall:.2f} s = {events / bare_wall:,.0f} events/s")
-    engine_only = model_wall - policy_time[0]
+    engine_only = model_wall - policy[0]
     print(
-        f"  of which placement policy (schedule/plan_preemption, {policy_calls[0]:,} calls): {policy_time[0]:.2f} s "
-        f"= {1e3 * policy_time[0] / max(1, policy_calls[0]):.3f} ms per decision"
+        f"  of which placement policy (schedule/plan_preemption, {int(policy[1]):,} calls): {policy[0]:.2f} s "
+        f"= {1e3 * policy[0] / max(1, int(policy[1])):.3f} ms per decision"
     )
     print(
         f"cost per event, model / bare: {model_wall / bare_wall:.1f}x (goal <= 5x); "

@@ -223,7 +223,7 @@ def run_filters(
         return out
     if not apply(
         "Phase",
-        _static_mask(arr, ("Phase", pool.name), lambda: (arr.phase[sel] == _RUNNING) & arr.used_by_tf[sel]),
+        _phase_mask(arr, pool.name, sel),
         "no Running GPU managed by tensor-fusion",
     ):
         return out
@@ -233,17 +233,11 @@ def run_filters(
         f"no remaining GPU has an index in {list(req.gpu_indices)}",
     ):
         return out
-    iso_ok: npt.NDArray[np.bool_] | bool
-    if pool.dynamic_isolation:
-        iso_ok = _static_mask(
-            arr, ("Active", pool.name, mode_code), lambda: (arr.active[sel] == -1) | (arr.active[sel] == mode_code)
-        )
-    elif mode is IsolationMode.SHARED:
-        iso_ok = True
-    else:
-        iso_ok = _static_mask(
-            arr, ("Isolation", pool.name, mode_code), lambda: (arr.iso[sel] == -1) | (arr.iso[sel] == mode_code)
-        )
+    iso_ok: npt.NDArray[np.bool_] | bool = (
+        True
+        if mode is IsolationMode.SHARED and not pool.dynamic_isolation
+        else _isolation_mask(arr, pool, mode_code, sel)
+    )
     if not apply("IsolationMode", iso_ok, f"no remaining GPU accepts isolation mode {mode.value}"):
         return out
     if mode is IsolationMode.SHARED and not apply(
@@ -331,15 +325,8 @@ def _single_pass(
     sel = arr.pool_selector(name)
     node_idx = arr.node_idx[sel]
     mode_code = _MODE_CODE[req.isolation]
-    phase_ok = _static_mask(arr, ("Phase", name), lambda: (arr.phase[sel] == _RUNNING) & arr.used_by_tf[sel])
-    if pool.dynamic_isolation:
-        iso_ok = _static_mask(
-            arr, ("Active", name, mode_code), lambda: (arr.active[sel] == -1) | (arr.active[sel] == mode_code)
-        )
-    else:
-        iso_ok = _static_mask(
-            arr, ("Isolation", name, mode_code), lambda: (arr.iso[sel] == -1) | (arr.iso[sel] == mode_code)
-        )
+    phase_ok = _phase_mask(arr, name, sel)
+    iso_ok = _isolation_mask(arr, pool, mode_code, sel)
     steps: list[tuple[int, npt.NDArray[np.bool_]]] = [(F["Phase"], phase_ok), (F["IsolationMode"], iso_ok)]
     if req.request.compute_percent > 0 and req.request.tflops == 0:
         need_t: npt.NDArray[np.float64] | float = np.floor(req.request.compute_percent * arr.cap_t[sel] / 100.0)
@@ -379,6 +366,20 @@ def _all_true(arr: GPUArrays, pool: str, n: int) -> npt.NDArray[np.bool_]:
     if ones is None:
         ones = arr.derived[key] = np.ones(n, dtype=bool)
     return cast("npt.NDArray[np.bool_]", ones).copy()
+
+
+def _phase_mask(arr: GPUArrays, pool: str, sel: slice | npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+    """``Phase``: Running and managed by tensor-fusion."""
+    return _static_mask(arr, ("Phase", pool), lambda: (arr.phase[sel] == _RUNNING) & arr.used_by_tf[sel])
+
+
+def _isolation_mask(
+    arr: GPUArrays, pool: PoolState, mode_code: int, sel: slice | npt.NDArray[np.int64]
+) -> npt.NDArray[np.bool_]:
+    """``IsolationMode``: the Dynamic lock (Dynamic policy) or the static mode is unset or equal."""
+    column = "Active" if pool.dynamic_isolation else "Isolation"
+    values = arr.active if pool.dynamic_isolation else arr.iso
+    return _static_mask(arr, (column, pool.name, mode_code), lambda: (values[sel] == -1) | (values[sel] == mode_code))
 
 
 def _static_mask(

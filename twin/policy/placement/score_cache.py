@@ -65,25 +65,18 @@ class PoolScores:
     def _rebuild(self) -> None:
         arr, members = self.arrays, self.members
         avail_t, avail_v = arr.avail_t[members], arr.avail_v[members]
-        node_level = gpu_scores(
-            self.mode,
-            avail_t,
-            arr.cap_t[members],
-            avail_v,
-            arr.cap_v[members],
-            for_node=True,
-            vram_weight=self.vw,
-            tflops_weight=self.tw,
-        )
-        gpu_level = gpu_scores(
-            self.mode,
-            avail_t,
-            arr.cap_t[members],
-            avail_v,
-            arr.cap_v[members],
-            for_node=False,
-            vram_weight=self.vw,
-            tflops_weight=self.tw,
+        node_level, gpu_level = (
+            gpu_scores(
+                self.mode,
+                avail_t,
+                arr.cap_t[members],
+                avail_v,
+                arr.cap_v[members],
+                for_node=for_node,
+                vram_weight=self.vw,
+                tflops_weight=self.tw,
+            )
+            for for_node in (True, False)
         )
         pending = arr.phase[members] == _PENDING
         scored = np.where(pending, node_level // 4, node_level)
