@@ -45,8 +45,8 @@ DEFAULT_MAX_WORKER_PER_NODE = 256
 DEFAULT_MAX_PARTITIONS = 7
 ISOLATION_MODES: tuple[IsolationMode, ...] = tuple(IsolationMode)
 PHASES: tuple[GPUPhase, ...] = tuple(GPUPhase)
-_MODE_CODE = {m: i for i, m in enumerate(ISOLATION_MODES)}
-_PHASE_CODE = {p: i for i, p in enumerate(PHASES)}
+MODE_CODE = {m: i for i, m in enumerate(ISOLATION_MODES)}  # column code of each isolation mode
+PHASE_CODE = {p: i for i, p in enumerate(PHASES)}
 _MAX_CHANGES = 1 << 14
 
 
@@ -242,10 +242,10 @@ class GPUArrays:
             self._log(i)
             return
         static = (
-            _PHASE_CODE[g.phase],
+            PHASE_CODE[g.phase],
             g.used_by in ("", TENSOR_FUSION),
-            -1 if g.isolation is None else _MODE_CODE[g.isolation],
-            -1 if g.active_mode is None else _MODE_CODE[g.active_mode],
+            -1 if g.isolation is None else MODE_CODE[g.isolation],
+            -1 if g.active_mode is None else MODE_CODE[g.active_mode],
             len(g.partitions),
         )
         if static != self._static[i]:

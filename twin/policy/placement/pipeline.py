@@ -32,7 +32,7 @@ import numpy.typing as npt
 
 from twin.hardware import MigTemplate
 from twin.resources import AllocRequest, GPUPhase, IsolationMode, Resource
-from twin.state import ISOLATION_MODES, PHASES, ClusterState, GPUArrays, GPUState, PoolState, first_free_slot
+from twin.state import MODE_CODE, PHASES, ClusterState, GPUArrays, GPUState, PoolState, first_free_slot
 
 FILTER_NAMES: tuple[str, ...] = (
     "",  # 0: passed
@@ -55,7 +55,6 @@ FILTER_NAMES: tuple[str, ...] = (
 F = {name: code for code, name in enumerate(FILTER_NAMES) if name}
 
 _RUNNING = PHASES.index(GPUPhase.RUNNING)
-_MODE_CODE = {m: i for i, m in enumerate(ISOLATION_MODES)}
 
 
 class LazyReasons(Mapping[str, str]):
@@ -203,7 +202,7 @@ def run_filters(
         out.unresolvable = True
         return out
     mode = req.isolation
-    mode_code = ISOLATION_MODES.index(mode)
+    mode_code = MODE_CODE[mode]
 
     def apply(name: str, passed: npt.NDArray[np.bool_] | bool, why: str) -> bool:
         """Reject still-passing GPUs that fail; returns False (and sets the reason) when none is left."""
@@ -324,7 +323,7 @@ def _single_pass(
     name = pool.name
     sel = arr.pool_selector(name)
     node_idx = arr.node_idx[sel]
-    mode_code = _MODE_CODE[req.isolation]
+    mode_code = MODE_CODE[req.isolation]
     phase_ok = _phase_mask(arr, name, sel)
     iso_ok = _isolation_mask(arr, pool, mode_code, sel)
     steps: list[tuple[int, npt.NDArray[np.bool_]]] = [(F["Phase"], phase_ok), (F["IsolationMode"], iso_ok)]

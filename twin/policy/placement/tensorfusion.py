@@ -30,13 +30,12 @@ from twin.policy.placement.registry import register_strategy
 from twin.policy.placement.score_cache import pool_scores
 from twin.policy.placement.scoring import gpu_scores
 from twin.policy.placement.topology import TopologyConfig, best_combination, node_graph
-from twin.resources import AllocRequest, GPUPhase, IsolationMode, PlacementMode
-from twin.state import PHASES, ClusterState, first_free_slot
+from twin.resources import AllocRequest, IsolationMode, PlacementMode
+from twin.state import ClusterState, first_free_slot
 
 if TYPE_CHECKING:
     from twin.policy.quota import QuotaStore
 
-_PENDING = PHASES.index(GPUPhase.PENDING)
 Aggregation = Literal["average", "sum"]
 
 
