@@ -27,8 +27,7 @@ from twin.errors import TwinInputError
 from twin.policy.placement.base import PlacementResult
 from twin.policy.placement.pipeline import F, FilterOutcome, run_filters
 from twin.policy.placement.registry import register_strategy
-from twin.policy.placement.score_cache import pool_scores
-from twin.policy.placement.scoring import gpu_scores
+from twin.policy.placement.score_cache import PoolScores, pool_scores
 from twin.policy.placement.topology import TopologyConfig, best_combination, node_graph
 from twin.resources import AllocRequest, IsolationMode, PlacementMode
 from twin.state import ClusterState, first_free_slot
@@ -155,7 +154,6 @@ class TensorFusionStrategy:
         # compatible here (the IsolationPolicy step rejects all or none). Sum: plain node-level total.
         average = self.aggregation == "average"
         node_score: list[int] | np.ndarray = list(scores.average if average else scores.total)  # a snapshot
-        weights = (mode, vw, tw)
         topo_rejected: list[int] = []
         tier: int | None = None
         is_cand: np.ndarray | Callable[[], np.ndarray]
@@ -184,7 +182,7 @@ class TensorFusionStrategy:
             # Nodes in preference order: score descending, then name ascending (positions are name-sorted).
             order = cand_nodes[np.argsort(-node_score[cand_nodes], kind="stable")]
             for node_pos in order:
-                picked = self._pick_gpus(state, out, int(node_pos), cand_mask, node_idx, weights)
+                picked = self._pick_gpus(state, out, int(node_pos), cand_mask, scores)
                 if picked is None:
                     topo_rejected.append(int(node_pos))
                     continue
@@ -228,39 +226,23 @@ class TensorFusionStrategy:
         )
 
     def _pick_gpus(
-        self,
-        state: ClusterState,
-        out: FilterOutcome,
-        node_pos: int,
-        cand_mask: np.ndarray,
-        node_idx: np.ndarray,
-        weights: tuple[PlacementMode, float, float],
+        self, state: ClusterState, out: FilterOutcome, node_pos: int, cand_mask: np.ndarray, scores: PoolScores
     ) -> tuple[list[int], int | None] | None:
         """GPU positions on the node, best first, and the set's topology tier (None: not computed)."""
         arr = state.arrays
-        # Members are sorted by (node, index): the node's GPUs are one contiguous slice.
-        lo = int(np.searchsorted(node_idx, node_pos, side="left"))
-        hi = int(np.searchsorted(node_idx, node_pos, side="right"))
+        # Members are sorted by (node, index): the node's GPUs are one contiguous run; the cache
+        # holds their GPU-level scores, current as of this decision.
+        lo, hi = scores.node_lo[node_pos], scores.node_hi[node_pos]
         local = lo + np.flatnonzero(cand_mask[lo:hi])
         positions = out.members[local]
-        mode, vw, tw = weights
-        level = gpu_scores(
-            mode,
-            arr.avail_t[positions],
-            arr.cap_t[positions],
-            arr.avail_v[positions],
-            arr.cap_v[positions],
-            for_node=False,
-            vram_weight=vw,
-            tflops_weight=tw,
-        )
+        level = np.array([scores.gpu_level[k] for k in local.tolist()], dtype=np.int64)
         count = out.request.gpu_count  # > 1: single-GPU requests take the fast path in _choose
         # A stable sort on -score keeps GPU index ascending among equal scores.
         order = np.argsort(-level, kind="stable")
         ordered = [arr.uids[int(positions[i])] for i in order]
-        scores = {arr.uids[int(positions[i])]: int(level[i]) for i in order}
+        by_uid = {arr.uids[int(positions[i])]: int(level[i]) for i in order}
         graph = node_graph(state, arr.node_names[node_pos])
-        best = best_combination(graph, ordered, count, scores, self.topology.max_combinations)
+        best = best_combination(graph, ordered, count, by_uid, self.topology.max_combinations)
         assert best is not None  # SameNode guaranteed enough candidates
         combo, tier = best
         if self.topology.mode == "hard" and tier > self.topology.max_allowed_tier:
