@@ -15,7 +15,7 @@ from twin.cli import main
 from twin.cli.place_cmd import PodDecision, explain_lines
 from twin.errors import TwinInputError
 from twin.policy.placement import PlacementResult, PlacementStrategy, get_strategy, register_strategy, schedule
-from twin.policy.placement.registry import _FACTORIES
+from twin.policy.placement.registry import STRATEGIES
 from twin.policy.quota import QuotaAccountingError, QuotaStore
 from twin.resources import AllocRequest, GPUPhase, PlacementMode
 from twin.state import ClusterState, states_equal
@@ -43,7 +43,7 @@ def test_register_and_get_custom_strategy() -> None:
         with pytest.raises(ValueError, match="already registered"):
             register_strategy("test-first-gpu", lambda: FirstGPU())
     finally:
-        _FACTORIES.pop("test-first-gpu", None)
+        STRATEGIES.unregister("test-first-gpu")
 
 
 def test_bad_parameters_are_input_errors() -> None:

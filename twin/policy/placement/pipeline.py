@@ -31,6 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from twin.hardware import MigTemplate
+from twin.policy.placement.base import PlacementResult
 from twin.resources import AllocRequest, GPUPhase, IsolationMode, Resource
 from twin.state import MODE_CODE, PHASES, ClusterState, GPUArrays, GPUState, PoolState, first_free_slot
 
@@ -472,3 +473,14 @@ def _partition_step(state: ClusterState, out: FilterOutcome) -> None:
     else:
         out.reason = f"PartitionAvailability: no candidate GPU has a free {ident} partition"
     out.request = replace(req, partition_template=out.template)
+
+
+def filter_stage(
+    state: ClusterState, req: AllocRequest, *, max_worker_per_node: int | None = None
+) -> FilterOutcome | PlacementResult:
+    """The filter chain as a framework stage: the candidates, or the failed placement naming the
+    first filter that emptied the set (every strategy opens with this after the quota)."""
+    out = run_filters(state, req, max_worker_per_node=max_worker_per_node)
+    if out.reason:
+        return PlacementResult.fail(out.reason, rejections=out.rejections(state), unresolvable=out.unresolvable)
+    return out

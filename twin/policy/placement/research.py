@@ -28,12 +28,13 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, ClassVar, Final
 
 import numpy as np
 import numpy.typing as npt
 
 from twin.errors import TwinInputError
+from twin.policy.framework import quota_then_select
 from twin.policy.placement.base import PlacementResult
 from twin.policy.placement.fgd_measure import (
     MILLI_PER_GPU,
@@ -44,7 +45,7 @@ from twin.policy.placement.fgd_measure import (
     scoring_view,
     typical_pods,
 )
-from twin.policy.placement.pipeline import run_filters
+from twin.policy.placement.pipeline import FILTER_NAMES, filter_stage
 from twin.policy.placement.registry import register_strategy
 from twin.resources import AllocRequest, IsolationMode
 from twin.seeding import component_rng
@@ -283,16 +284,16 @@ class PaperStrategy:
                 raise TwinInputError("typical pods must not be empty", field="typical", value=self.typical)
         self._rng = component_rng(self.seed, f"placement-{self.policy}")
 
+    filters: ClassVar[tuple[str, ...]] = (*(n for n in FILTER_NAMES if n), "FGDShare")
+
     def place(self, state: ClusterState, req: AllocRequest, quota: QuotaStore | None = None) -> PlacementResult:
-        if quota is not None:
-            verdict = quota.check(req)
-            if verdict is not None:
-                return PlacementResult.fail(
-                    f"quota {verdict.code}: {verdict.message}", unresolvable=verdict.unresolvable
-                )
-        out = run_filters(state, req)
-        if out.reason:
-            return PlacementResult.fail(out.reason, rejections=out.rejections(state), unresolvable=out.unresolvable)
+        return quota_then_select(self, state, req, quota)
+
+    def select(self, state: ClusterState, req: AllocRequest) -> PlacementResult:
+        """The TensorFusion filters, the paper's share check, then the policy's node score."""
+        out = filter_stage(state, req)
+        if isinstance(out, PlacementResult):
+            return out
         cand = _candidates(state, out.request, out.members, out.reasons == 0)
         k = out.request.gpu_count  # 0: a CPU-only pod, placed by the node-level filters alone
         fits = cand.eligible & (cand.free >= cand.share[:, None])

@@ -19,13 +19,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 
 from twin.errors import TwinInputError
+from twin.policy.framework import quota_then_select
 from twin.policy.placement.base import PlacementResult
-from twin.policy.placement.pipeline import F, FilterOutcome, run_filters
+from twin.policy.placement.pipeline import FILTER_NAMES, F, FilterOutcome, filter_stage
 from twin.policy.placement.registry import register_strategy
 from twin.policy.placement.score_cache import PoolScores, pool_scores
 from twin.policy.placement.topology import TopologyConfig, best_combination, node_graph
@@ -119,16 +120,18 @@ class TensorFusionStrategy:
             if weight is not None and weight < 0:
                 raise TwinInputError("score weights must be non-negative", field=label, value=weight)
 
+    # The framework's view: the filter chain in order, then the node score (one plugin, weighted).
+    filters: ClassVar[tuple[str, ...]] = tuple(n for n in FILTER_NAMES if n)
+    scores: ClassVar[tuple[str, ...]] = ("GPUResourcesFit",)
+
     def place(self, state: ClusterState, req: AllocRequest, quota: QuotaStore | None = None) -> PlacementResult:
-        if quota is not None:
-            verdict = quota.check(req)
-            if verdict is not None:
-                return PlacementResult.fail(
-                    f"quota {verdict.code}: {verdict.message}", unresolvable=verdict.unresolvable
-                )
-        out = run_filters(state, req, max_worker_per_node=self.max_worker_per_node)
-        if out.reason:
-            return PlacementResult.fail(out.reason, rejections=out.rejections(state), unresolvable=out.unresolvable)
+        return quota_then_select(self, state, req, quota)
+
+    def select(self, state: ClusterState, req: AllocRequest) -> PlacementResult:
+        """Filters, node score and GPU pick (no quota: :func:`quota_then_select` runs it first)."""
+        out = filter_stage(state, req, max_worker_per_node=self.max_worker_per_node)
+        if isinstance(out, PlacementResult):
+            return out
         return self._choose(state, out)
 
     # --- scoring and choice ---------------------------------------------------------------------

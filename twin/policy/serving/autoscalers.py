@@ -15,11 +15,12 @@ stabilisation and policies at its own sync period.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from twin.errors import TwinInputError
+from twin.policy.framework import Registry
 from twin.policy.serving.hpa import MetricSignal
 from twin.policy.serving.inferno import Allocation, ServerCandidates, ServerLoad, create_allocation, solve_unlimited
 from twin.policy.serving.observation import ModelObservation
@@ -184,26 +185,19 @@ def _saturation_config(params: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-_REGISTRY: dict[str, Callable[..., Autoscaler]] = {
-    "model-based": ModelBasedAutoscaler,
-    "saturation-v1": lambda **p: SaturationV1Autoscaler(**_saturation_config(p)),
-    "saturation-v2": lambda **p: SaturationV2Autoscaler(**_saturation_config(p)),
-    "hpa-kv": _hpa_kv,
-    "hpa-queue": _hpa_queue,
-    "static": StaticAutoscaler,
-}
+AUTOSCALERS: Registry[Autoscaler] = Registry("autoscaler", field="autoscaler", params_field="params")
+AUTOSCALERS.register("model-based", ModelBasedAutoscaler)
+AUTOSCALERS.register("saturation-v1", lambda **p: SaturationV1Autoscaler(**_saturation_config(p)))
+AUTOSCALERS.register("saturation-v2", lambda **p: SaturationV2Autoscaler(**_saturation_config(p)))
+AUTOSCALERS.register("hpa-kv", _hpa_kv)
+AUTOSCALERS.register("hpa-queue", _hpa_queue)
+AUTOSCALERS.register("static", StaticAutoscaler)
 
 
 def autoscaler_names() -> list[str]:
-    return list(_REGISTRY)
+    return AUTOSCALERS.names()
 
 
 def get_autoscaler(name: str, **params: Any) -> Autoscaler:
     """A fresh autoscaler by registry name; parameters are its dataclass fields."""
-    factory = _REGISTRY.get(name)
-    if factory is None:
-        raise TwinInputError(f"unknown autoscaler; known: {', '.join(_REGISTRY)}", field="autoscaler", value=name)
-    try:
-        return factory(**params)
-    except TypeError as err:
-        raise TwinInputError(f"bad parameters for autoscaler {name}: {err}", field="params", value=params) from err
+    return AUTOSCALERS.get(name, **params)

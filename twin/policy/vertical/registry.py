@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from twin.errors import TwinInputError
+from twin.policy.framework import Registry
 from twin.policy.vertical.cron import EPOCH, CronRecommender
 from twin.policy.vertical.external import ExternalRecommender, ExternalScaler
 from twin.policy.vertical.percentile import PercentileRecommender
@@ -27,24 +27,15 @@ def _external(*, scaler: ExternalScaler) -> Recommender:
     return ExternalRecommender(scaler)
 
 
-_REGISTRY: dict[str, Callable[..., Recommender]] = {
-    "percentile": _percentile,
-    "cron": _cron,
-    "external": _external,
-}
+RECOMMENDERS: Registry[Recommender] = Registry("recommender", obj="recommender")
+RECOMMENDERS.register("percentile", _percentile)
+RECOMMENDERS.register("cron", _cron)
+RECOMMENDERS.register("external", _external)
 
 
 def recommender_names() -> list[str]:
-    return list(_REGISTRY)
+    return RECOMMENDERS.names()
 
 
 def get_recommender(name: str, **params: Any) -> Recommender:
-    factory = _REGISTRY.get(name)
-    if factory is None:
-        raise TwinInputError(f"unknown recommender; known: {', '.join(_REGISTRY)}", obj="recommender", value=name)
-    try:
-        return factory(**params)
-    except TypeError as err:
-        raise TwinInputError(
-            f"bad parameters for recommender {name!r}: {err}", obj="recommender", value=params
-        ) from None
+    return RECOMMENDERS.get(name, **params)
