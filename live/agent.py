@@ -7,9 +7,9 @@ Every tick (:meth:`LiveAgent.step`):
 2. map GPU processes to the workers of the workers file (PIDs, container ids, launched children);
 3. book workers found running where they run (``Adopted``); release workers whose processes are
    gone (``Released``); mark lost devices Unknown (``GpuLost``);
-4. place pending workers with the same call the simulator makes,
-   ``twin.policy.placement.schedule(state, req, strategy, quota)`` (QoS rank first, then file
-   order); a failure that preemption could fix yields ``WouldPreempt`` (nothing is evicted);
+4. place pending workers through the simulator's own scheduling cycle,
+   :class:`twin.policy.cycle.SchedulingCycle` (QoS rank first, then file order); a failure that
+   preemption could fix yields ``WouldPreempt`` (report-only preemption: nothing is evicted);
 5. run the soft limiter's ERL loop (``twin.policy.isolation.soft_limiter_step``) for every soft
    worker on every device, fed with the device-level utilisation, as the hypervisor does;
 6. pass each decision to every actuator. The default actuator only logs.
@@ -47,6 +47,7 @@ from live.vertical import LiveVertical, VerticalSettings
 from live.workers import ProcessMap, Worker, WorkersFile, read_cgroup, read_parent
 from twin.errors import TwinInputError
 from twin.hardware import HardwareCatalog
+from twin.policy.cycle import Preemption, SchedulingCycle
 from twin.policy.isolation import (
     DEFAULT_ERL,
     ErlParams,
@@ -55,10 +56,11 @@ from twin.policy.isolation import (
     soft_limiter_step,
     up_limit_fraction,
 )
-from twin.policy.placement import PlacementStrategy, get_strategy, plan_preemption, schedule
+from twin.policy.placement import PlacementResult, PlacementStrategy, get_strategy
+from twin.policy.queue import SchedulingQueue, order_key, request_signature
 from twin.policy.quota import QuotaStore
 from twin.policy.vertical import Recommender
-from twin.resources import GPUPhase, IsolationMode
+from twin.resources import AllocRequest, GPUPhase, IsolationMode, QoS
 from twin.state import ClusterState, StateError
 
 log = logging.getLogger(__name__)
@@ -91,12 +93,25 @@ class WorkerUsage:
     mig_instance: dict[str, int] = field(default_factory=dict)  # GPU -> GPU instance id, on MIG devices
 
 
-@dataclass
+@dataclass(eq=False)
 class _Tracked:
     worker: Worker
+    seq: int = 0  # position in the workers file: the queue's tie-break
     phase: WorkerPhase = WorkerPhase.PENDING
     last_reason: str = ""
     adopt_failed: str = ""
+    native = False  # every worker of the file is a TensorFusion worker (quota applies)
+
+    def __post_init__(self) -> None:
+        self.req: AllocRequest = self.worker.request()
+        self.signature = request_signature(self.req)
+
+    @property
+    def qos(self) -> QoS:
+        return self.req.qos
+
+    def order_key(self) -> tuple[int, float, int]:
+        return order_key(self.req.qos, 0.0, self.seq)
 
 
 class LiveAgent:
@@ -129,7 +144,14 @@ class LiveAgent:
         self.catalog = catalog
         self.processes = ProcessMap(self.workers.workers, cgroup_reader, parent_reader)
         self.quota: QuotaStore = self.workers.quota_store()
-        self.tracked = {w.uid: _Tracked(w) for w in self.workers.workers}
+        self.tracked = {w.uid: _Tracked(w, seq=i) for i, w in enumerate(self.workers.workers)}
+        self.queue: SchedulingQueue[_Tracked] = SchedulingQueue(WorkerPhase.PENDING)
+        for tr in self.tracked.values():
+            if tr.worker.placeable:
+                self.queue.push(tr)
+        self.cycle: SchedulingCycle[_Tracked] | None = None
+        self._cycle_out: list[Decision] = []
+        self._now = 0.0
         self.inventory: Inventory | None = None
         self.state: ClusterState | None = None
         self.limiters: dict[tuple[str, str], SoftLimiterState] = {}
@@ -241,6 +263,15 @@ class LiveAgent:
                 if self.processes.owner(proc.pid) is None:
                     external[dev.uuid] = external.get(dev.uuid, 0) + (proc.memory_used or 0)
         self.state = to_cluster_state(self.inventory, sample=node, external_vram=external)
+        self.cycle = SchedulingCycle(
+            self.state,
+            lambda _req: self.strategy,
+            self,
+            quota=self.quota,
+            queue=self.queue,
+            preemption=Preemption.REPORT,
+            clock=lambda: self._now,
+        )
         if self.vertical_settings is not None:
             self.vertical = LiveVertical(self.state, self.quota, self.vertical_settings, self.recommenders)
         self._lost = {d.uuid for d in node.devices if d.health is Health.LOST}
@@ -313,6 +344,8 @@ class LiveAgent:
                 tr.adopt_failed = reason
                 return [AdoptFailed(now, tr.worker.uid, reason)]
             return []
+        if tr.phase is WorkerPhase.PENDING and tr.worker.placeable:
+            self.queue.discard(tr)
         tr.phase = WorkerPhase.RUNNING
         tr.adopt_failed = ""
         return [Adopted(now, tr.worker.uid, gpu_ids)]
@@ -327,41 +360,55 @@ class LiveAgent:
             del self.limiters[key]
 
     def pending_order(self) -> list[_Tracked]:
-        """Pending workers, highest QoS first; ties keep workers-file order (a stable sort)."""
-        pending = [t for t in self.tracked.values() if t.phase is WorkerPhase.PENDING and t.worker.placeable]
-        return sorted(pending, key=lambda t: -t.worker.spec.qos.rank)
+        """Pending workers, highest QoS first; ties keep workers-file order (the queue's order)."""
+        return self.queue.items()
 
     def _place_pending(self, now: float) -> list[Decision]:
+        """One pass of the shared scheduling cycle; its decisions come back through the host calls."""
+        assert self.cycle is not None
+        self._now = now
+        self._cycle_out = []
+        self.cycle.run_pass()
+        return self._cycle_out
+
+    # --- the cycle's host (every call happens inside _place_pending) ---
+
+    def bound(self, tr: _Tracked, res: PlacementResult, queued: bool) -> None:
+        assert res.node is not None
+        tr.phase = WorkerPhase.PLACED
+        self._cycle_out.append(
+            Placed(
+                self._now,
+                tr.worker.uid,
+                res.node,
+                tuple(res.gpu_ids),
+                res.partition_template,
+                res.effective_hard_sm_percent,
+            )
+        )
+
+    def rejected(self, tr: _Tracked, reason: str, queued: bool) -> None:
+        tr.phase = WorkerPhase.DONE
+        self._cycle_out.append(Rejected(self._now, tr.worker.uid, reason))
+
+    def unschedulable(self, tr: _Tracked, reason: str) -> None:
+        self._cycle_out.append(Unschedulable(self._now, tr.worker.uid, reason))
+
+    def would_preempt(self, tr: _Tracked, victims: Sequence[str]) -> None:
+        self._cycle_out.append(WouldPreempt(self._now, tr.worker.uid, tuple(victims)))
+
+    def evicted(self, tr: _Tracked, reason: str) -> None:  # pragma: no cover - report-only preemption
+        raise AssertionError("the live agent never evicts")
+
+    def pod(self, uid: str) -> _Tracked:
+        return self.tracked[uid]
+
+    def lowest_running_priority(self) -> int:
         assert self.state is not None
-        out: list[Decision] = []
-        for tr in self.pending_order():
-            req = tr.worker.request()
-            res = schedule(self.state, req, self.strategy, self.quota)
-            if res.ok and res.node is not None:
-                tr.phase = WorkerPhase.PLACED
-                out.append(
-                    Placed(
-                        now,
-                        tr.worker.uid,
-                        res.node,
-                        tuple(res.gpu_ids),
-                        res.partition_template,
-                        res.effective_hard_sm_percent,
-                    )
-                )
-                continue
-            if res.unresolvable:
-                tr.phase = WorkerPhase.DONE
-                out.append(Rejected(now, tr.worker.uid, res.reason))
-                continue
-            if res.reason != tr.last_reason:
-                tr.last_reason = res.reason
-                out.append(Unschedulable(now, tr.worker.uid, res.reason))
-                if req.priority > 0:
-                    plan = plan_preemption(self.state, req, self.strategy, self.quota)
-                    if plan is not None and plan.victims:
-                        out.append(WouldPreempt(now, tr.worker.uid, tuple(v.request.uid for v in plan.victims)))
-        return out
+        return min((a.request.priority for a in self.state.allocations.values()), default=1 << 62)
+
+    def schedule_pass(self) -> None:
+        pass  # the agent runs one pass per tick anyway
 
     # ------------------------------------------------------------------ soft limiter
 

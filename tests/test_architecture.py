@@ -89,3 +89,72 @@ def test_the_two_adapters_do_not_import_each_other() -> None:
         for path in sorted(folder.rglob("*.py")):
             offenders += [f"{path.relative_to(ROOT)} imports {n}" for n in _imports(path) if _is_under(n, forbidden)]
     assert offenders == []
+
+
+# The simulator, the trace replay and the live agent schedule through twin.policy.cycle only.
+CYCLE_USERS = (
+    *sorted((ROOT / "twin" / "sim").rglob("*.py")),
+    ROOT / "twin" / "experiments" / "trace_replay.py",
+    ROOT / "live" / "agent.py",
+)
+# The serving simulator's replica placer places one replica at a time (no queue, no preemption);
+# it moves into the pool, and onto the cycle, with serving replicas as pods (issue 14).
+CYCLE_EXEMPT = {"twin/sim/serving_placement.py"}
+PLACEMENT_ENTRY_POINTS = {"schedule", "plan_preemption", "plan_preemption_exhaustive", "run_filters", "filter_stage"}
+
+
+def _placement_reaches(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found = []
+    # A strategy wrapper's own ``place`` delegates to the strategy it wraps: that is a strategy.
+    inside_place = {
+        id(n) for f in ast.walk(tree) if isinstance(f, ast.FunctionDef) and f.name == "place" for n in ast.walk(f)
+    }
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("twin.policy"):
+            found += [f"imports {a.name}" for a in node.names if a.name in PLACEMENT_ENTRY_POINTS]
+            if node.module in ("twin.policy.qos", "twin.policy.placement.pipeline", "twin.policy.placement.schedule"):
+                found.append(f"imports from {node.module}")
+        if isinstance(node, ast.Call) and id(node) not in inside_place:
+            fn = node.func
+            name = fn.attr if isinstance(fn, ast.Attribute) else fn.id if isinstance(fn, ast.Name) else ""
+            if ast.unparse(fn) == "self.placer.place":  # the serving placer (CYCLE_EXEMPT's module)
+                continue
+            if name in PLACEMENT_ENTRY_POINTS or (name == "place" and isinstance(fn, ast.Attribute)):
+                found.append(f"line {node.lineno} calls {name}()")
+    return found
+
+
+def test_simulator_replay_and_live_agent_reach_placement_only_through_the_cycle() -> None:
+    offenders = []
+    for path in CYCLE_USERS:
+        rel = path.relative_to(ROOT).as_posix()
+        if rel in CYCLE_EXEMPT:
+            continue
+        offenders += [f"{rel} {what}" for what in _placement_reaches(path)]
+    assert offenders == []
+
+
+def test_the_placement_scan_catches_a_direct_call(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.py"
+    bad.write_text("from twin.policy.placement import schedule\nschedule(1, 2, 3)\nstrategy.place(s, r)\n")
+    assert _placement_reaches(bad) == ["imports schedule", "line 2 calls schedule()", "line 3 calls place()"]
+
+
+def test_the_cycle_users_build_a_scheduling_cycle() -> None:
+    for path in (ROOT / "twin/sim/engine.py", ROOT / "twin/experiments/trace_replay.py", ROOT / "live/agent.py"):
+        assert "SchedulingCycle" in path.read_text(), path
+
+
+def test_only_the_kernel_builds_a_simpy_environment() -> None:
+    offenders = []
+    for pkg in ("twin", "live"):
+        for path in sorted((ROOT / pkg).rglob("*.py")):
+            if path.relative_to(ROOT).as_posix() == "twin/sim/kernel.py":
+                continue
+            tree = ast.parse(path.read_text(), filename=str(path))
+            for node in ast.walk(tree):
+                fn = node.func if isinstance(node, ast.Call) else None
+                if isinstance(fn, ast.Attribute) and fn.attr == "Environment" and ast.unparse(fn.value) == "simpy":
+                    offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert offenders == []

@@ -43,7 +43,7 @@ def generator(name: str, **extra: Any) -> dict[str, Any]:
 def check_consistency(sim: Simulation) -> list[str]:
     """Conservation and capacity: every worker in exactly one phase, the bookkeeping agrees."""
     problems = list(sim.state.check_invariants())
-    pending = {w.uid for w in sim.pending.workers()}
+    pending = {w.uid for w in sim.pending.items()}
     for w in sim.workers.values():
         in_pending = w.uid in pending
         in_running = w.uid in sim.running_set

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from twin.policy.queue import Phase, SchedulingQueue, request_signature
 from twin.resources import AllocRequest, QoS, Resource
-from twin.sim.workers import PendingQueue, Phase, SimWorker, request_signature
+from twin.sim.workers import SimWorker
 
 
 def _worker(uid: str, qos: QoS, arrival: float, seq: int, tflops: float = 10.0) -> SimWorker:
@@ -14,7 +15,7 @@ def _worker(uid: str, qos: QoS, arrival: float, seq: int, tflops: float = 10.0) 
 
 
 def test_pass_order_is_qos_then_arrival_then_creation() -> None:
-    q = PendingQueue()
+    q = SchedulingQueue[SimWorker]()
     ws = [
         _worker("a", QoS.LOW, 0.0, 1),
         _worker("b", QoS.CRITICAL, 5.0, 2),
@@ -30,23 +31,23 @@ def test_pass_order_is_qos_then_arrival_then_creation() -> None:
         w.phase = Phase.RUNNING  # "placed"
         q.discard(w)
     assert seen == ["b", "e", "c", "d", "a"]
-    assert q.size == 0 and q.workers() == []
+    assert q.size == 0 and q.items() == []
 
 
 def test_a_failed_head_skips_its_whole_signature_group_for_the_pass() -> None:
-    q = PendingQueue()
+    q = SchedulingQueue[SimWorker]()
     same = [_worker(f"s{i}", QoS.MEDIUM, float(i), i) for i in range(3)]
     other = _worker("o", QoS.MEDIUM, 10.0, 10, tflops=1)
     for w in [*same, other]:
         q.push(w)
     tried = [w.uid for w in q.pass_order()]  # nothing is placed: every head fails
     assert tried == ["s0", "o"]
-    assert [w.uid for w in q.workers()] == ["s0", "s1", "s2", "o"]
+    assert [w.uid for w in q.items()] == ["s0", "s1", "s2", "o"]
     assert q.count_by_qos[QoS.MEDIUM] == 4
 
 
 def test_removed_workers_leave_lazily_and_requeued_workers_come_back_in_order() -> None:
-    q = PendingQueue()
+    q = SchedulingQueue[SimWorker]()
     a, b = _worker("a", QoS.MEDIUM, 0.0, 1), _worker("b", QoS.MEDIUM, 1.0, 2)
     q.push(a)
     q.push(b)

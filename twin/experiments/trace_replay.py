@@ -40,10 +40,8 @@ unresolvable (no node could ever hold it) is failed at once.
 
 from __future__ import annotations
 
-import heapq
 import io
 import json
-from collections import deque
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Final, cast
@@ -55,7 +53,8 @@ import simpy
 from twin.errors import TwinInputError
 from twin.experiments.openb import MISSING_TIME, NodeList, PodList
 from twin.hardware import HardwareCatalog, default_catalog
-from twin.policy.placement import PlacementResult, PlacementStrategy, get_strategy, schedule
+from twin.policy.cycle import SchedulingCycle
+from twin.policy.placement import PlacementResult, PlacementStrategy, get_strategy
 from twin.policy.placement.fgd_measure import (
     MILLI_PER_GPU,
     FragmentationModel,
@@ -64,8 +63,10 @@ from twin.policy.placement.fgd_measure import (
     scoring_view,
     typical_pods,
 )
+from twin.policy.queue import Phase, order_key
 from twin.policy.quota import QuotaStore
 from twin.resources import AllocRequest, GPUPhase, QoS, Resource
+from twin.sim.kernel import new_environment
 from twin.state import PHASES, ClusterState, PoolState
 
 POOL: Final = "openb"
@@ -268,7 +269,27 @@ def make_strategy(policy: str, typical: Sequence[TypicalClass], seed: int) -> Pl
 # --- the replay -----------------------------------------------------------------------------------
 
 
+class _Pod:
+    """A replay pod as the scheduling queue sees it (the pod itself is immutable)."""
+
+    __slots__ = ("last_reason", "phase", "pod", "qos", "req", "signature")
+    native = True  # the trace has no namespaces with quotas
+
+    def __init__(self, pod: ReplayPod) -> None:
+        self.pod = pod
+        self.req = pod.request
+        self.qos = pod.request.qos
+        self.signature = pod.signature
+        self.phase = Phase.PENDING
+        self.last_reason = ""
+
+    def order_key(self) -> tuple[int, float, int]:
+        return order_key(self.qos, self.pod.arrive, self.pod.index)
+
+
 class _Replay:
+    """Arrivals, departures and samples on the SimPy clock; scheduling by the shared cycle."""
+
     def __init__(
         self,
         state: ClusterState,
@@ -283,15 +304,13 @@ class _Replay:
         self.policy = policy
         self.typical = replay_typical(pods)
         self.strategy = make_strategy(policy, self.typical, seed)
-        self.env = simpy.Environment()
+        self.env = new_environment()
+        self.cycle: SchedulingCycle[_Pod] = SchedulingCycle(state, {POOL: self.strategy}, self)
         self.horizon = max(p.arrive for p in pods)
-        self.groups: dict[Hashable, deque[ReplayPod]] = {}
-        self.pending: set[int] = set()
         self.bound_at: dict[int, float] = {}
         self.node_by_pod: dict[str, str] = {}
         self.failed = 0
         self.withdrawn = 0
-        self.pass_requested = False
         self.arrived = 0
         self.progress = progress
         self.samples: list[Sample] = []
@@ -308,6 +327,10 @@ class _Replay:
             ev.callbacks.append(self._on_sample)
         self.env.run(until=self.horizon + 1e-9 if self.horizon > 0 else 1e-9)
 
+    @property
+    def pending(self) -> int:
+        return self.cycle.queue.size
+
     # events
 
     def _on_arrive(self, ev: simpy.Event) -> None:
@@ -315,26 +338,23 @@ class _Replay:
         self.arrived += 1
         if self.progress is not None:
             self.progress(self.arrived, len(self.pods))
-        # Same-signature pods already waiting go first (as in twin.sim.engine); so does a pending pass.
-        if self.pass_requested or self._head(pod.signature) is not None or not self._try(pod, queued=False):
-            self._enqueue(pod)
-
-    def _enqueue(self, pod: ReplayPod) -> None:
-        self.pending.add(pod.index)
-        self.groups.setdefault(pod.signature, deque()).append(pod)
-        leave = self.env.timeout(pod.leave - self.env.now, pod)
-        leave.callbacks.append(self._on_withdraw)
+        item = _Pod(pod)
+        self.cycle.submit(item)
+        if item.phase is Phase.PENDING:
+            leave = self.env.timeout(pod.leave - self.env.now, item)
+            leave.callbacks.append(self._on_withdraw)
 
     def _on_withdraw(self, ev: simpy.Event) -> None:
-        pod = cast(ReplayPod, ev.value)
-        if pod.index in self.pending:
-            self.pending.discard(pod.index)
+        item = cast(_Pod, ev.value)
+        if item.phase is Phase.PENDING:
+            item.phase = Phase.DONE
+            self.cycle.forget(item)
             self.withdrawn += 1
 
     def _on_leave(self, ev: simpy.Event) -> None:
         pod = cast(ReplayPod, ev.value)
         self.state.release(pod.request.uid)
-        self._request_pass()
+        self.cycle.request_pass()
 
     def _on_sample(self, _ev: simpy.Event) -> None:
         # Sample events were scheduled first, so they fire before this instant's departures and
@@ -346,65 +366,47 @@ class _Replay:
         ev.callbacks.append(self._on_settled)
 
     def _on_settled(self, _ev: simpy.Event) -> None:
-        if self.pass_requested:
+        if self.cycle.pass_requested:
             self._defer_sample()
             return
         self.samples.append(self._sample())
 
-    # scheduling
+    # the cycle's host
 
-    def _try(self, pod: ReplayPod, *, queued: bool) -> bool:
-        res = schedule(self.state, pod.request, self.strategy)
-        if res.ok and res.node is not None:
-            if queued:
-                self.pending.discard(pod.index)
-            self.bound_at[pod.index] = self.env.now
-            self.node_by_pod[pod.request.uid] = res.node
-            leave = self.env.timeout(pod.leave - self.env.now, pod)
-            leave.callbacks.append(self._on_leave)
-            return True
-        if res.unresolvable:
-            if queued:
-                self.pending.discard(pod.index)
-            self.failed += 1
-            return True
-        return False
+    def bound(self, item: _Pod, res: PlacementResult, queued: bool) -> None:
+        assert res.node is not None
+        item.phase = Phase.RUNNING
+        pod = item.pod
+        self.bound_at[pod.index] = self.env.now
+        self.node_by_pod[pod.request.uid] = res.node
+        leave = self.env.timeout(pod.leave - self.env.now, pod)
+        leave.callbacks.append(self._on_leave)
 
-    def _request_pass(self) -> None:
-        if self.pass_requested or not self.pending:
-            return
-        self.pass_requested = True
+    def rejected(self, item: _Pod, reason: str, queued: bool) -> None:
+        item.phase = Phase.DONE
+        self.failed += 1
+
+    def unschedulable(self, item: _Pod, reason: str) -> None:
+        pass  # the replay reports waits, not reasons
+
+    def evicted(self, item: _Pod, reason: str) -> None:  # pragma: no cover - the replay does not preempt
+        raise AssertionError("the trace replay runs without preemption")
+
+    def would_preempt(self, item: _Pod, victims: Sequence[str]) -> None:  # pragma: no cover
+        raise AssertionError("the trace replay runs without preemption")
+
+    def pod(self, uid: str) -> _Pod:  # pragma: no cover - only preemption asks
+        raise AssertionError("the trace replay runs without preemption")
+
+    def lowest_running_priority(self) -> int:
+        return 1 << 62
+
+    def schedule_pass(self) -> None:
         ev = self.env.timeout(0)
         ev.callbacks.append(self._run_pass)
 
-    def _head(self, sig: Hashable) -> ReplayPod | None:
-        queue = self.groups.get(sig)
-        while queue:
-            if queue[0].index in self.pending:
-                return queue[0]
-            queue.popleft()
-        if queue is not None:
-            del self.groups[sig]
-        return None
-
     def _run_pass(self, _ev: simpy.Event) -> None:
-        self.pass_requested = False
-        heap: list[tuple[tuple[int, float, int], int, Hashable]] = []
-        for tb, sig in enumerate(list(self.groups)):
-            head = self._head(sig)
-            if head is not None:
-                heap.append((_order_key(head), tb, sig))
-        heapq.heapify(heap)
-        while heap:
-            _, tb, sig = heapq.heappop(heap)
-            head = self._head(sig)
-            if head is None:
-                continue
-            if not self._try(head, queued=True):
-                continue  # the whole signature would fail too: skip it for this pass
-            nxt = self._head(sig)
-            if nxt is not None:
-                heapq.heappush(heap, (_order_key(nxt), tb, sig))
+        self.cycle.run_pass()
 
     # measures
 
@@ -421,12 +423,8 @@ class _Replay:
             frag_milli=frag,
             frag_pct=100.0 * frag / idle if idle > 0 else 0.0,
             running=len(self.state.allocations),
-            pending=len(self.pending),
+            pending=self.pending,
         )
-
-
-def _order_key(pod: ReplayPod) -> tuple[int, float, int]:
-    return (-pod.request.qos.rank, pod.arrive, pod.index)
 
 
 class _FragProbe:
@@ -488,7 +486,7 @@ def replay(
         placed=len(run.bound_at),
         failed=run.failed,
         withdrawn=run.withdrawn,
-        cut_off=len(run.pending),
+        cut_off=run.pending,
         spec_dropped=sum(p.spec_dropped for p in pods),
         samples=tuple(run.samples),
         wait_by_pod={p.request.uid: run.bound_at[p.index] - p.arrive for p in pods if p.index in run.bound_at},

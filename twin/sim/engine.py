@@ -7,11 +7,9 @@ worker's share changes its completion is rescheduled and the old timeout is igno
 version counter (lazy deletion). Controllers (metrics, limiter loop) are processes that tick at
 their real interval.
 
-Scheduling: a new worker is tried at once (unless same-signature workers already wait: they go
-first). Whenever capacity is freed (a worker leaves, a node recovers) one pass over the pending
-queue runs at the end of that instant, in queue order (QoS, then arrival, then creation order),
-skipping signatures that already failed in the pass. A worker with priority > 0 that does not fit
-asks ``plan_preemption`` for victims of lower priority.
+Scheduling goes through :class:`twin.policy.cycle.SchedulingCycle` (queue order, the pass at
+the end of an instant, preemption as a statement); this class is its host: it is told what was
+bound, evicted, rejected or found unschedulable and keeps contention, billing and metrics.
 """
 
 from __future__ import annotations
@@ -27,8 +25,9 @@ import simpy
 from twin.errors import TwinInputError
 from twin.hardware import HardwareCatalog, default_catalog
 from twin.policy.billing import PricingTable, QoSPrice, eviction_protected, worker_cost_per_second
+from twin.policy.cycle import Preemption, SchedulingCycle
 from twin.policy.isolation import DEFAULT_ERL, ErlParams, up_limit_fraction, vram_oom_reason
-from twin.policy.placement import PlacementResult, PlacementStrategy, get_strategy, plan_preemption, schedule
+from twin.policy.placement import PlacementResult, PlacementStrategy, get_strategy
 from twin.policy.quota import QuotaStore
 from twin.policy.vertical.loop import AdjustRefused
 from twin.resources import GIB, AllocRequest, GPUPhase, IsolationMode, Resource
@@ -38,10 +37,11 @@ from twin.sim.contention import GpuLoad
 from twin.sim.demand import default_demand, default_vram
 from twin.sim.events import EventLog
 from twin.sim.generators import UsageSeries
+from twin.sim.kernel import new_environment
 from twin.sim.limiter_loop import LimiterLoop
 from twin.sim.metrics import Metrics
 from twin.sim.sources import install_sources
-from twin.sim.workers import Outcome, PendingQueue, Phase, SimWorker, request_signature
+from twin.sim.workers import Outcome, Phase, SimWorker, request_signature
 
 _STRATEGY_POOL_PARAMS = ("vram_weight", "tflops_weight")
 
@@ -73,7 +73,7 @@ class Simulation:
         self.scenario: Scenario = loaded.scenario
         self.seed = self.scenario.seed if seed is None else seed
         self.catalog = catalog or default_catalog()
-        self.env = simpy.Environment()
+        self.env = new_environment()
         try:
             self.state, self.profiles = build_cluster(self.scenario, self.catalog)
         except TwinInputError as err:  # name the file the bad pool came from
@@ -95,15 +95,21 @@ class Simulation:
             self.gpu_price,
             self.erl,
         )
-        self.pending = PendingQueue()
+        self.cycle: SchedulingCycle[SimWorker] = SchedulingCycle(
+            self.state,
+            self.strategies,
+            self,
+            quota=self.quota,
+            preemption=Preemption.EVICT if self.scenario.preemption else Preemption.OFF,
+            clock=lambda: self.env.now,
+        )
+        self.pending = self.cycle.queue
         self.workers: dict[str, SimWorker] = {}
         self.events = EventLog(enabled=record_events)
         self.check_invariants = check_invariants
         self.invariant_problems: list[str] = []
         self._seq = 0
         self._alloc_cache: dict[str, tuple[float, int]] = {}
-        self._pass_requested = False
-        self._preempted_at: dict[str, float] = {}
         self._running_by_priority: dict[int, int] = {}
         # Allocation totals (what the scheduler reserved), kept incrementally.
         self.alloc_tflops = 0.0
@@ -197,69 +203,42 @@ class Simulation:
         self.workers[w.uid] = w
         self.metrics.observe_arrival(w)
         self.events.log(self.env.now, "arrive", w.uid, workload=w.workload, qos=w.qos.value, native=w.native)
-        if self._pass_requested or self.pending.has_group(w.signature):
-            self.pending.push(w)
-            return
-        if not self._try_place(w, queued=False):
-            self.pending.push(w)
+        self.cycle.submit(w)
 
     def request_pass(self) -> None:
         """Run one scheduling pass at the end of the current instant (coalesces many frees)."""
-        if self._pass_requested or self.pending.size == 0:
-            return
-        self._pass_requested = True
+        self.cycle.request_pass()
+
+    # ------------------------------------------------------------------ the cycle's host
+
+    def schedule_pass(self) -> None:
         ev = self.env.timeout(0)
         ev.callbacks.append(self._run_pass)
 
     def _run_pass(self, _ev: simpy.Event) -> None:
-        self._pass_requested = False
-        for w in self.pending.pass_order():
-            self._try_place(w, queued=True)
+        self.cycle.run_pass()
 
-    def _try_place(self, w: SimWorker, *, queued: bool) -> bool:
-        strategy = self.strategies[w.req.pool]
-        # Pods admitted without TensorFusion are not TensorFusion workers: no GPUResourceQuota.
-        quota = None if w.native else self.quota
-        res = schedule(self.state, w.req, strategy, quota)
-        if res.ok:
-            self._bind(w, res, queued)
-            return True
-        if res.unresolvable:
-            self._reject(w, res.reason, queued)
-            return True
-        prio = w.req.priority
-        now = self.env.now
-        if (
-            self.scenario.preemption
-            and prio > 0
-            and self._lowest_running_priority() < prio
-            and self._preempted_at.get(w.uid) != now  # one preemption attempt per worker per instant
-        ):
-            self._preempted_at[w.uid] = now
-            plan = plan_preemption(self.state, w.req, strategy, quota)
-            if plan is not None:
-                victims = [self.workers[alloc.request.uid] for alloc in plan.victims]
-                if victims and all(v.req.priority < prio for v in victims):
-                    for v in victims:
-                        self._evict(v, f"preempted by {w.uid} ({w.qos.value})", preempted=True)
-                    res = schedule(self.state, w.req, strategy, quota)
-                    if res.ok:
-                        self._bind(w, res, queued)
-                        return True
-                    # The victims are back in the queue; capacity they freed is offered to everyone.
-                    self.request_pass()
-        if res.reason != w.last_reason:
-            w.last_reason = res.reason
-            self.events.log(self.env.now, "unschedulable", w.uid, reason=res.reason)
-        return False
+    def pod(self, uid: str) -> SimWorker:
+        return self.workers[uid]
+
+    def unschedulable(self, w: SimWorker, reason: str) -> None:
+        self.events.log(self.env.now, "unschedulable", w.uid, reason=reason)
+
+    def would_preempt(self, w: SimWorker, victims: Sequence[str]) -> None:  # report mode only (live)
+        pass
+
+    def evicted(self, w: SimWorker, reason: str) -> None:
+        """A preemption victim, already released from the state and the quota by the cycle."""
+        self._evict(w, reason, preempted=True, in_state=False)
+
+    def lowest_running_priority(self) -> int:
+        return self._lowest_running_priority()
 
     def _lowest_running_priority(self) -> int:
         live = [p for p, n in self._running_by_priority.items() if n > 0]
         return min(live) if live else 1 << 62
 
-    def _reject(self, w: SimWorker, reason: str, queued: bool) -> None:
-        if queued:
-            self.pending.discard(w)
+    def rejected(self, w: SimWorker, reason: str, queued: bool) -> None:
         w.phase = Phase.DONE
         w.outcome = Outcome.REJECTED
         w.finished_at = self.env.now
@@ -269,12 +248,9 @@ class Simulation:
 
     # ------------------------------------------------------------------ binding and running
 
-    def _bind(self, w: SimWorker, res: PlacementResult, queued: bool) -> None:
+    def bound(self, w: SimWorker, res: PlacementResult, queued: bool) -> None:
         now = self.env.now
         self.integrate()
-        if queued:
-            self.pending.discard(w)
-        self._preempted_at.pop(w.uid, None)
         assert res.node is not None
         w.phase = Phase.RUNNING
         w.gpu_ids = tuple(res.gpu_ids)
@@ -537,12 +513,13 @@ class Simulation:
 
     # ------------------------------------------------------------------ leaving
 
-    def _release(self, w: SimWorker) -> None:
+    def _release(self, w: SimWorker, *, in_state: bool = True) -> None:
         self.integrate()
         self._advance(w, self.env.now)
-        self.state.release(w.uid)
-        if not w.native:
-            self.quota.remove(w.req)
+        if in_state:  # a preemption victim was released from the state and quota by the cycle
+            self.state.release(w.uid)
+            if not w.native:
+                self.quota.remove(w.req)
         self._account_alloc(w, -1)
         self.load.remove(w)
         self.running -= 1
@@ -566,7 +543,7 @@ class Simulation:
             self._release(w)
             self.request_pass()
         elif w.phase is Phase.PENDING:
-            self.pending.discard(w)
+            self.cycle.forget(w)
         else:
             return
         w.phase = Phase.DONE
@@ -581,9 +558,11 @@ class Simulation:
         for hook in self.rollout_hooks:
             hook(w)
 
-    def _evict(self, w: SimWorker, reason: str, *, preempted: bool) -> None:
-        """Take a running worker off its GPUs and queue it again (preemption, node or GPU failure)."""
-        self._release(w)
+    def _evict(self, w: SimWorker, reason: str, *, preempted: bool, in_state: bool = True) -> None:
+        """Take a running worker off its GPUs and mark it pending (preemption, node or GPU failure).
+
+        A fault's victims are queued again here; a preemption's by the cycle."""
+        self._release(w, in_state=in_state)
         w.phase = Phase.PENDING
         w.pending_since = self.env.now
         w.gpu_ids = ()
@@ -594,7 +573,8 @@ class Simulation:
         else:
             self.metrics.on_fault_eviction(w)
         self.events.log(self.env.now, "evict", w.uid, reason=reason)
-        self.pending.push(w)
+        if not preempted:
+            self.cycle.requeue(w)
 
     # ------------------------------------------------------------------ faults
 

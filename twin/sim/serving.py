@@ -33,6 +33,7 @@ from twin.policy.serving.hpa import HPAController, HPASpec, KedaScaler, MetricSi
 from twin.policy.serving.inferno import AcceleratorPerf
 from twin.policy.serving.observation import ModelObservation, ReplicaMetrics, VariantInfo
 from twin.policy.serving.queue_model import SizeTargets
+from twin.sim.kernel import new_environment
 from twin.sim.serving_traffic import Trace
 
 # Request status codes in the result arrays.
@@ -339,7 +340,7 @@ class ServingSim:
         self.trace = trace
         self.autoscaler = autoscaler
         self.placer = placer or UnboundedPlacer()
-        self.env = env if env is not None else simpy.Environment()
+        self.env = env if env is not None else new_environment()
         n = len(trace)
         self.arrival = trace.arrival_s.astype(float)
         self.duration_s = float(duration_s if duration_s is not None else (trace.arrival_s.max() if n else 0.0))
@@ -720,7 +721,7 @@ def run_models(
     keys = [f"{m.config.model_id}|{m.config.namespace}" for m in models]
     if len(set(keys)) != len(keys):
         raise TwinInputError("each model (modelID|namespace) may appear once", field="models", value=keys)
-    env = simpy.Environment()
+    env = new_environment()
     shared = placer or UnboundedPlacer()
     sims = [ServingSim(m.config, m.trace, m.autoscaler, shared, duration_s, env) for m in models]
     for sim in sims:

@@ -1,4 +1,4 @@
-"""Simulated workers and the pending queue.
+"""Simulated workers (the scheduling queue is :mod:`twin.policy.queue`).
 
 A worker is pending, running or done; never two at once (tests/sim check it). Work is measured in
 "work units": seconds of running for services (``lifetime``) and TFLOP for training jobs
@@ -7,18 +7,14 @@ A worker is pending, running or done; never two at once (tests/sim check it). Wo
 
 from __future__ import annotations
 
-import heapq
-from collections.abc import Hashable, Iterator
+from collections.abc import Hashable
 from enum import StrEnum
 
+from twin.policy.queue import Phase, order_key, request_signature
 from twin.resources import AllocRequest, QoS
 from twin.sim.generators import UsageSeries
 
-
-class Phase(StrEnum):
-    PENDING = "pending"
-    RUNNING = "running"
-    DONE = "done"
+__all__ = ["Outcome", "Phase", "SimWorker", "request_signature"]
 
 
 class Outcome(StrEnum):
@@ -139,95 +135,4 @@ class SimWorker:
 
     def order_key(self) -> tuple[int, float, int]:
         """Queue order: higher QoS first, then earlier arrival, then creation order (the tie-break)."""
-        return (-self.req.qos.rank, self.arrival, self.seq)
-
-
-def request_signature(req: AllocRequest, native: bool) -> Hashable:
-    """Workers with equal signatures are interchangeable for placement and quota: if one fails in a
-    scheduling pass, the others would too (allocations only shrink what is free)."""
-    return (
-        req.namespace,
-        req.pool,
-        req.qos,
-        req.isolation,
-        req.gpu_count,
-        req.request,
-        req.limit,
-        req.gpu_model,
-        req.vendor,
-        req.gpu_indices,
-        req.partition_template,
-        req.dedicated_gpu,
-        req.cpu_milli,
-        req.memory,
-        native,
-    )
-
-
-class PendingQueue:
-    """Pending workers grouped by request signature; each group is a heap in queue order.
-
-    A scheduling pass walks groups by their head's key and drops a whole group at its first failure,
-    which keeps a pass near O(groups) instead of O(pending) while trying workers in exact queue order.
-    """
-
-    def __init__(self) -> None:
-        self._groups: dict[Hashable, list[tuple[tuple[int, float, int], SimWorker]]] = {}
-        self.count_by_qos: dict[QoS, int] = {q: 0 for q in QoS}
-        self.size = 0
-
-    def push(self, w: SimWorker) -> None:
-        group = self._groups.get(w.signature)
-        if group is None:
-            group = self._groups[w.signature] = []
-        heapq.heappush(group, (w.order_key(), w))
-        self.count_by_qos[w.qos] += 1
-        self.size += 1
-
-    def discard(self, w: SimWorker) -> None:
-        """Forget ``w`` (it left the pending phase); its heap entry is dropped lazily."""
-        self.count_by_qos[w.qos] -= 1
-        self.size -= 1
-
-    def has_group(self, signature: Hashable) -> bool:
-        group = self._groups.get(signature)
-        return bool(group) and self._head(signature) is not None
-
-    def _head(self, signature: Hashable) -> SimWorker | None:
-        group = self._groups.get(signature)
-        while group:
-            w = group[0][1]
-            if w.phase is Phase.PENDING and w.signature == signature:
-                return w
-            heapq.heappop(group)
-        if group is not None:
-            del self._groups[signature]
-        return None
-
-    def pass_order(self) -> Iterator[SimWorker]:
-        """Yield pending workers in queue order for one scheduling pass.
-
-        The caller places the yielded worker (or removes it). If it is still the head of its group
-        afterwards, the placement failed and the whole group is skipped for the rest of the pass.
-        """
-        order: list[tuple[tuple[int, float, int], int, Hashable]] = []
-        for tiebreak, sig in enumerate(list(self._groups)):
-            head = self._head(sig)
-            if head is not None:
-                order.append((head.order_key(), tiebreak, sig))
-        heapq.heapify(order)
-        while order:
-            _, tb, sig = heapq.heappop(order)
-            head = self._head(sig)
-            if head is None:
-                continue
-            yield head
-            nxt = self._head(sig)
-            if nxt is not None and nxt is not head:
-                heapq.heappush(order, (nxt.order_key(), tb, sig))
-
-    def workers(self) -> list[SimWorker]:
-        """Every pending worker, in queue order (for reports and tests; not on the hot path)."""
-        seen = [w for g in self._groups.values() for _, w in g if w.phase is Phase.PENDING]
-        unique = {w.uid: w for w in seen}
-        return sorted(unique.values(), key=SimWorker.order_key)
+        return order_key(self.req.qos, self.arrival, self.seq)

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from twin.policy.framework import Registry
 from twin.policy.placement.base import PlacementStrategy
+from twin.policy.registry import Registry
 
 StrategyFactory = Callable[..., PlacementStrategy]
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from twin.errors import TwinInputError
-from twin.policy.framework import Registry
+from twin.policy.registry import Registry
 from twin.policy.serving.hpa import MetricSignal
 from twin.policy.serving.inferno import Allocation, ServerCandidates, ServerLoad, create_allocation, solve_unlimited
 from twin.policy.serving.observation import ModelObservation

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from twin.errors import TwinInputError
-from twin.policy.framework import Registry
+from twin.policy.registry import Registry
 from twin.policy.vertical.cron import EPOCH, CronRecommender
 from twin.policy.vertical.external import ExternalRecommender, ExternalScaler
 from twin.policy.vertical.percentile import PercentileRecommender
