@@ -17,16 +17,20 @@ checking that both choose the same victims and node.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections import defaultdict
 from dataclasses import replace
+from pathlib import Path
 
 from twin.policy.placement import get_strategy, plan_preemption, schedule
 from twin.policy.placement.scoring import gpu_score
-from twin.policy.qos import plan_preemption_exhaustive
 from twin.resources import GIB, AllocRequest, PlacementMode, QoS, Resource
 from twin.seeding import component_rng
 from twin.state import ClusterState, PoolState
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the test oracles
+from oracles.preemption_exhaustive import plan_preemption_exhaustive
 
 CAP = Resource(312.0, 80 * GIB)
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from oracles.preemption_exhaustive import plan_preemption_exhaustive
 from placement_helpers import build, req
 
 from twin.policy.placement import get_strategy, plan_preemption, schedule
-from twin.policy.qos import PreemptionPlan, plan_preemption_exhaustive
+from twin.policy.qos import PreemptionPlan
 from twin.policy.quota import QuotaStore
 from twin.resources import GIB, IsolationMode, QoS, QuotaSpec, Resource
 from twin.state import ClusterState, states_equal

@@ -6,10 +6,10 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+from oracles.fill_up_reference import reference_fill_up
 
 from twin.experiments.fgd_protocol import PreparedRun, run_fill_up
 from twin.experiments.trace_gorand import GoRand
-from twin.experiments.trace_reference import reference_fill_up
 from twin.policy.placement.fgd_measure import PodShape
 from twin.policy.placement.research import best_fit_gpus
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from oracles.fill_up_reference import reference_fill_up
 
 from twin.errors import TwinInputError
 from twin.experiments.fgd_protocol import (
@@ -18,7 +19,6 @@ from twin.experiments.fgd_protocol import (
     run_fill_up,
 )
 from twin.experiments.openb import default_trace_dir, load_nodes, load_pods
-from twin.experiments.trace_reference import reference_fill_up
 
 
 @pytest.fixture(scope="module")

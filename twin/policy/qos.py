@@ -203,32 +203,6 @@ def plan_preemption(
     return None
 
 
-def plan_preemption_exhaustive(
-    state: ClusterState, req: AllocRequest, strategy: PlacementStrategy, quota: QuotaStore | None = None
-) -> PreemptionPlan | None:
-    """The same rule with the full placement as the only check, for every node (slow reference).
-
-    Tests and ``benchmarks/bench_placement.py`` compare :func:`plan_preemption` against it.
-    """
-    done, plan, pool = _start(state, req, strategy, quota)
-    if done:
-        return plan
-
-    def real(node: str, victims: Sequence[Allocation]) -> bool:
-        return _fits_without(state, req, strategy, quota, node, victims) is not None
-
-    best: tuple[tuple[int, int, int, str], list[Allocation]] | None = None
-    for node, victims in candidate_victims(state, req, pool).items():
-        chosen = _greedy_minimal(node, victims, real)
-        if chosen is not None and (best is None or _plan_key(node, chosen) < best[0]):
-            best = (_plan_key(node, chosen), chosen)
-    if best is None:
-        return None
-    placement = _fits_without(state, req, strategy, quota, best[0][3], best[1])
-    assert placement is not None
-    return PreemptionPlan(tuple(best[1]), placement)
-
-
 def _start(
     state: ClusterState, req: AllocRequest, strategy: PlacementStrategy, quota: QuotaStore | None
 ) -> tuple[bool, PreemptionPlan | None, str]:

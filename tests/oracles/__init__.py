@@ -1,0 +1,1 @@
+"""Slow, straightforward reference implementations the tests and benchmarks check the twin against."""
