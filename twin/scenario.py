@@ -74,8 +74,20 @@ class Oversubscription(_Model):
     vram_expand_to_host_disk: float = Field(default=70.0, ge=0.0)
 
 
+class NodeGroupConfig(_Model):
+    """More nodes in the same pool with another shape or GPU model (a mixed pool)."""
+
+    hardware: str
+    count: int = Field(ge=1, le=100_000, description="number of nodes")
+    gpus_per_node: int = Field(default=8, ge=1, le=128)
+    cpu_per_node: float = Field(default=0.0, ge=0.0, description="cores; 0 = not modelled")
+    memory_gib_per_node: float = Field(default=0.0, ge=0.0, description="GiB; 0 = not modelled")
+    cost_per_gpu_hour: float | None = Field(default=None, ge=0.0, description="overrides the profile price")
+
+
 class PoolConfig(_Model):
-    """A group of identical nodes built from one hardware profile (hw_profiles/ key or alias)."""
+    """Nodes built from one hardware profile (hw_profiles/ key or alias), plus optional node groups
+    of other shapes or GPU models (``node_groups``): the first group is the pool's own fields."""
 
     hardware: str
     count: int = Field(ge=0, description="number of nodes")
@@ -90,6 +102,15 @@ class PoolConfig(_Model):
     host_disk_gib_per_node: float = Field(default=0.0, ge=0.0, description="feeds virtual VRAM")
     cost_per_gpu_hour: float | None = Field(default=None, ge=0.0, description="overrides the profile price")
     default: bool = False
+    node_groups: list[NodeGroupConfig] = Field(default_factory=list, max_length=64)
+
+    @property
+    def node_count(self) -> int:
+        return self.count + sum(g.count for g in self.node_groups)
+
+    @property
+    def gpu_count(self) -> int:
+        return self.count * self.gpus_per_node + sum(g.count * g.gpus_per_node for g in self.node_groups)
 
 
 # ---------------------------------------------------------------- distributions and usage
@@ -292,15 +313,37 @@ class ManifestWorkload(_Model):
     updates: list[WorkloadUpdate] = Field(default_factory=list)
 
 
+class TraceWorkload(_Model):
+    """A slice of the Alibaba openb trace: its pods arrive at their creation times and run for
+    ``deletion - creation`` seconds once placed (CPU-only pods included)."""
+
+    name: str
+    trace: Literal["openb"] = "openb"
+    pods: str = Field(default="default", max_length=4096, description="a trace variant or a pod-list CSV path")
+    pool: str | None = None
+    namespace: str = "default"
+    offset: int = Field(default=0, ge=0, le=10_000_000, description="skip this many pods (creation order)")
+    limit: int = Field(default=1000, ge=1, le=200_000)
+    start: Duration = 0.0
+    time_scale: float = Field(default=1.0, gt=0.0, le=1e6, description="arrivals come this many times faster")
+    keep_gpu_model: bool = False  # openb's models (T4, V100M16, G1, ...) rarely exist in a scenario pool
+
+
+_KIND_KEYS = (("manifest", "ManifestWorkload"), ("trace", "TraceWorkload"))
+
+
 def _workload_kind(value: Any) -> str:
-    """A workload with a ``manifest`` key is a manifest workload; anything else a generator."""
+    """A workload with a ``manifest`` key is a manifest workload, with ``trace`` a trace slice;
+    anything else a generator."""
     if isinstance(value, dict):
-        return "ManifestWorkload" if "manifest" in value else "GeneratorWorkload"
-    return "ManifestWorkload" if isinstance(value, ManifestWorkload) else "GeneratorWorkload"
+        return next((kind for key, kind in _KIND_KEYS if key in value), "GeneratorWorkload")
+    return type(value).__name__
 
 
 Workload = Annotated[
-    Annotated[GeneratorWorkload, Tag("GeneratorWorkload")] | Annotated[ManifestWorkload, Tag("ManifestWorkload")],
+    Annotated[GeneratorWorkload, Tag("GeneratorWorkload")]
+    | Annotated[ManifestWorkload, Tag("ManifestWorkload")]
+    | Annotated[TraceWorkload, Tag("TraceWorkload")],
     Discriminator(_workload_kind),
 ]
 
@@ -416,7 +459,7 @@ class Scenario(_Model):
         if dupes:
             raise ValueError(f"workload names must be unique; repeated: {', '.join(dupes)}")
         for w in self.workloads:
-            if isinstance(w, GeneratorWorkload) and w.pool is not None and w.pool not in self.pools:
+            if isinstance(w, GeneratorWorkload | TraceWorkload) and w.pool is not None and w.pool not in self.pools:
                 raise ValueError(f"workload {w.name!r} names pool {w.pool!r}; pools are {sorted(self.pools)}")
         ctrl = [c.name for c in self.controllers]
         if len(set(ctrl)) != len(ctrl):

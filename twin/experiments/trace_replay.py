@@ -43,7 +43,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Final, cast
 
 import numpy as np
@@ -55,6 +55,7 @@ from twin.experiments.openb import MISSING_TIME, NodeList, PodList
 from twin.hardware import HardwareCatalog, default_catalog
 from twin.policy.cycle import SchedulingCycle
 from twin.policy.placement import PlacementResult, PlacementStrategy, get_strategy
+from twin.policy.placement.cpu_only import CpuOnlyAware
 from twin.policy.placement.fgd_measure import (
     MILLI_PER_GPU,
     FragmentationModel,
@@ -64,7 +65,6 @@ from twin.policy.placement.fgd_measure import (
     typical_pods,
 )
 from twin.policy.queue import Phase, order_key
-from twin.policy.quota import QuotaStore
 from twin.resources import AllocRequest, GPUPhase, QoS, Resource
 from twin.sim.kernel import new_environment
 from twin.state import PHASES, ClusterState, PoolState
@@ -234,27 +234,6 @@ def replay_pods(pods: PodList, *, limit: int | None = None, time_scale: float = 
 def replay_typical(pods: Sequence[ReplayPod]) -> tuple[TypicalClass, ...]:
     """FGD's target workload: the typical classes of the replayed pods (as the paper derives them)."""
     return typical_pods(p.shape for p in pods)
-
-
-@dataclass
-class CpuOnlyAware:
-    """Wraps a strategy so a CPU-only pod (gpu_count=0) binds to its node without GPUs.
-
-    TensorFusion's strategies always pick GPUs (TensorFusion has no GPU-less workers); for an
-    openb CPU-only pod the replay keeps their node choice and drops the GPU list.
-    """
-
-    inner: PlacementStrategy
-    name: str = ""
-
-    def __post_init__(self) -> None:
-        self.name = self.name or self.inner.name
-
-    def place(self, state: ClusterState, req: AllocRequest, quota: QuotaStore | None = None) -> PlacementResult:
-        res = self.inner.place(state, req, quota)
-        if req.gpu_count == 0 and res.ok and res.gpu_ids:
-            return replace(res, gpu_ids=())
-        return res
 
 
 def make_strategy(policy: str, typical: Sequence[TypicalClass], seed: int) -> PlacementStrategy:

@@ -23,7 +23,10 @@ def node_name(pool: str, index: int) -> str:
 
 
 def build_cluster(scenario: Scenario, catalog: HardwareCatalog) -> tuple[ClusterState, dict[str, HardwareProfile]]:
-    """The cluster and, per pool, its hardware profile."""
+    """The cluster and, per pool, its (first node group's) hardware profile.
+
+    A pool's nodes are its own ``count`` nodes, then each of its ``node_groups`` in order, named
+    ``<pool>-<index>`` with one index across the groups; every GPU keeps its own model."""
     state = ClusterState()
     profiles: dict[str, HardwareProfile] = {}
     for name, pool in scenario.pools.items():
@@ -55,29 +58,52 @@ def build_cluster(scenario: Scenario, catalog: HardwareCatalog) -> tuple[Cluster
                 tflops_weight=tflops_weight,
             )
         )
-        price = pool.cost_per_gpu_hour if pool.cost_per_gpu_hour is not None else profile.cost_per_hour
-        for i in range(pool.count):
-            node = node_name(name, i)
-            state.add_node(
-                node,
-                name,
-                cpu_milli=int(round(pool.cpu_per_node * 1000)),
-                memory=int(round(pool.memory_gib_per_node * GIB)),
-                cost_per_hour=price * pool.gpus_per_node,
-                ram_bytes=int(round(pool.host_ram_gib_per_node * GIB)),
-                data_disk_bytes=int(round(pool.host_disk_gib_per_node * GIB)),
-                labels={"tensor-fusion.ai/pool": name},
+        groups = [
+            (
+                profile,
+                pool.count,
+                pool.gpus_per_node,
+                pool.cpu_per_node,
+                pool.memory_gib_per_node,
+                pool.cost_per_gpu_hour,
             )
-            for j in range(pool.gpus_per_node):
-                state.add_gpu(
+        ]
+        for k, g in enumerate(pool.node_groups):
+            try:
+                group_profile = catalog.get(g.hardware)
+            except TwinInputError as err:
+                raise TwinInputError(
+                    err.message, obj="scenario", field=f"pools.{name}.node_groups.{k}.hardware", value=g.hardware
+                ) from err
+            groups.append(
+                (group_profile, g.count, g.gpus_per_node, g.cpu_per_node, g.memory_gib_per_node, g.cost_per_gpu_hour)
+            )
+        i = 0
+        for hw, count, gpus, cpu, memory_gib, price_override in groups:
+            price = price_override if price_override is not None else hw.cost_per_hour
+            for _ in range(count):
+                node = node_name(name, i)
+                i += 1
+                state.add_node(
                     node,
-                    j,
-                    model=profile.key,
-                    vendor=profile.vendor,
-                    capacity=profile.capacity,
-                    isolation=pool.isolation,
-                    templates=profile.mig_templates,
-                    max_partitions=profile.max_partitions or DEFAULT_MAX_PARTITIONS,
-                    placement_slots=profile.placement_slots,
+                    name,
+                    cpu_milli=int(round(cpu * 1000)),
+                    memory=int(round(memory_gib * GIB)),
+                    cost_per_hour=price * gpus,
+                    ram_bytes=int(round(pool.host_ram_gib_per_node * GIB)),
+                    data_disk_bytes=int(round(pool.host_disk_gib_per_node * GIB)),
+                    labels={"tensor-fusion.ai/pool": name},
                 )
+                for j in range(gpus):
+                    state.add_gpu(
+                        node,
+                        j,
+                        model=hw.key,
+                        vendor=hw.vendor,
+                        capacity=hw.capacity,
+                        isolation=pool.isolation,
+                        templates=hw.mig_templates,
+                        max_partitions=hw.max_partitions or DEFAULT_MAX_PARTITIONS,
+                        placement_slots=hw.placement_slots,
+                    )
     return state, profiles

@@ -28,6 +28,7 @@ from twin.policy.billing import PricingTable, QoSPrice, eviction_protected, work
 from twin.policy.cycle import Preemption, SchedulingCycle
 from twin.policy.isolation import DEFAULT_ERL, ErlParams, up_limit_fraction, vram_oom_reason
 from twin.policy.placement import PlacementResult, PlacementStrategy, get_strategy
+from twin.policy.placement.cpu_only import CpuOnlyAware
 from twin.policy.quota import QuotaStore
 from twin.policy.vertical.loop import AdjustRefused
 from twin.resources import GIB, AllocRequest, GPUPhase, IsolationMode, Resource
@@ -83,7 +84,7 @@ class Simulation:
         for pool in self.scenario.pools:
             cfg = pool_placement(self.scenario, pool)
             params = {k: v for k, v in cfg.params.items() if k not in _STRATEGY_POOL_PARAMS}
-            self.strategies[pool] = get_strategy(cfg.strategy, **params)
+            self.strategies[pool] = CpuOnlyAware(get_strategy(cfg.strategy, **params))
         self.pricing = _pricing(self.scenario)
         limiter = self.scenario.controller("limiter")
         self.erl = _erl_params(limiter.params if limiter else {})
@@ -261,7 +262,13 @@ class Simulation:
             w.first_start = now
         self.metrics.on_pending_done(w, now - w.pending_since)
         w.last_reason = ""
+        if not w.gpu_ids:
+            self._bind_cpu_only(w, res, now)
+            return
         gpu0 = self.state.gpus[w.gpu_ids[0]]
+        cap = self.load.capacity_tflops[gpu0.uid]
+        if cap != self.pool_capacity_tflops(w.req.pool):
+            self._fit_to_gpu(w, cap)
         if w.req.isolation is IsolationMode.PARTITIONED:
             tpl = gpu0.template(res.partition_template or w.req.partition_template or "")
             w.slice_fraction = tpl.compute_percent / 100.0 if tpl is not None else 1.0
@@ -308,7 +315,35 @@ class Simulation:
         if self.check_invariants:
             self.invariant_problems.extend(self.state.check_invariants())
 
+    def _fit_to_gpu(self, w: SimWorker, cap: float) -> None:
+        """A pool of several GPU models: the up-limit, default demand and bill follow the GPU it got
+        (TensorFusion computes them at PreBind from that GPU's capacity)."""
+        req = w.req
+        if not (w.native or req.isolation is IsolationMode.SHARED):
+            w.up_limit = up_limit_fraction(req.limit, cap)
+        if w.compute is None:
+            w.demand = default_demand(req.request, req.limit, cap)
+        w.cost_rate = 0.0 if w.native else worker_cost_per_second(req, self.pricing, capacity_tflops=cap)
+
+    def _bind_cpu_only(self, w: SimWorker, res: PlacementResult, now: float) -> None:
+        """A pod without GPUs (openb's CPU-only pods): node CPU and memory only; no GPU share, no
+        contention, no bill (TensorFusion bills GPU resources); it runs at full speed."""
+        self.running += 1
+        self.running_set[w.uid] = w
+        p = w.req.priority
+        self._running_by_priority[p] = self._running_by_priority.get(p, 0) + 1
+        w.cost_rate = 0.0
+        w.alone = w.share = 0.0
+        w.rate = 1.0
+        if self.events.enabled:
+            self.events.log(now, "bind", w.uid, node=w.node, gpus=[], waited=round(now - w.pending_since, 6))
+        else:
+            self.events.count("bind")
+        self._schedule_completion(w)
+
     def _account_alloc(self, w: SimWorker, sign: int) -> None:
+        if not w.gpu_ids:
+            return
         cap = self.state.gpus[w.gpu_ids[0]].capacity.tflops
         takes = [self.state.gpus[g].takes.get(w.uid) for g in w.gpu_ids]
         if sign > 0:
@@ -424,6 +459,8 @@ class Simulation:
         w = self.running_set.get(uid)
         if w is None:
             raise AdjustRefused(f"{uid} is not running")
+        if not w.gpu_ids:
+            raise AdjustRefused(f"{uid} holds no GPU (a CPU-only pod)")
         old = w.req
         if not w.native:
             verdict = self.quota.check_adjust(old, request, limit)
@@ -439,7 +476,7 @@ class Simulation:
         w.req = old.with_resources(request, limit)
         w.signature = request_signature(w.req, w.native)
         self._account_alloc(w, +1)
-        cap = self.pool_capacity_tflops(w.req.pool)
+        cap = self.load.capacity_tflops[w.gpu_ids[0]]
         w.cost_rate = worker_cost_per_second(w.req, self.pricing, capacity_tflops=cap)
         self.cost_rate_sum += w.cost_rate
         if w.req.isolation is not IsolationMode.SHARED:

@@ -192,9 +192,13 @@ class Metrics:
             "cluster": {
                 "pools": {
                     name: {
-                        "hardware": sim.profiles[name].key,
-                        "nodes": pool.count,
-                        "gpus": pool.count * pool.gpus_per_node,
+                        "hardware": "+".join(
+                            dict.fromkeys(
+                                [sim.profiles[name].key, *(sim.catalog.get(g.hardware).key for g in pool.node_groups)]
+                            )
+                        ),
+                        "nodes": pool.node_count,
+                        "gpus": pool.gpu_count,
                         "isolation": pool.isolation.value,
                         "placement": (pool.placement or sim.scenario.placement).strategy,
                     }

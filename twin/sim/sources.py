@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
 import simpy
 import yaml
 
 from twin.errors import TwinInputError
+from twin.policy.registry import Registry
 from twin.resources import ZERO, AllocRequest, IsolationMode, QoS
 from twin.scenario import GeneratorWorkload, ManifestWorkload, Usage, UsageProfile
 from twin.seeding import component_rng
@@ -35,12 +36,20 @@ _BACKOFF_START_S = 10.0
 _BACKOFF_MAX_S = 300.0
 
 
+class Source(Protocol):
+    def install(self) -> None: ...
+
+
+# Workload kinds by scenario config class name: generated workers and manifests here, the openb
+# trace slice from twin.experiments.trace_source (a plugin module, loaded on first use).
+WORKLOAD_KINDS: Registry[Source] = Registry(
+    "workload kind", field="workloads", plugin_modules=("twin.experiments.trace_source",)
+)
+
+
 def install_sources(sim: Simulation) -> None:
     for index, wl in enumerate(sim.scenario.workloads):
-        if isinstance(wl, GeneratorWorkload):
-            GeneratorSource(sim, wl, index).install()
-        else:
-            ManifestSource(sim, wl, index).install()
+        WORKLOAD_KINDS.get(type(wl).__name__, sim=sim, wl=wl, index=index).install()
 
 
 class _UsageFactory:
@@ -194,6 +203,9 @@ class GeneratorSource:
                 continue
             break
         self._schedule_next()
+
+
+WORKLOAD_KINDS.register("GeneratorWorkload", GeneratorSource)
 
 
 class _ReplicaSet:
@@ -415,3 +427,6 @@ def _native_gpus(src: PodSource, spec: WorkerSpec) -> int:
             except ValueError:
                 continue
     return total if total > 0 else spec.gpu_count
+
+
+WORKLOAD_KINDS.register("ManifestWorkload", ManifestSource)

@@ -453,7 +453,8 @@ class EngineBridge:
 
     def _selected(self) -> list[Any]:
         names = self.settings.workloads
-        running = [w for w in self.sim.running_set.values() if not w.native]
+        # CPU-only pods hold no GPU: nothing to resize.
+        running = [w for w in self.sim.running_set.values() if not w.native and w.gpu_ids]
         return [w for w in running if names is None or w.workload in names]
 
     def workloads(self) -> list[WorkloadInfo]:
