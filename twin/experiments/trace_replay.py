@@ -54,6 +54,7 @@ from twin.errors import TwinInputError
 from twin.experiments.openb import MISSING_TIME, NodeList, PodList
 from twin.hardware import HardwareCatalog, default_catalog
 from twin.policy.cycle import SchedulingCycle
+from twin.policy.fragmentation import ClusterFragmentation
 from twin.policy.placement import PlacementResult, PlacementStrategy, get_strategy
 from twin.policy.placement.cpu_only import CpuOnlyAware
 from twin.policy.placement.fgd_measure import (
@@ -65,17 +66,15 @@ from twin.policy.placement.fgd_measure import (
     typical_pods,
 )
 from twin.policy.queue import Phase, order_key
-from twin.resources import AllocRequest, GPUPhase, QoS, Resource
+from twin.resources import AllocRequest, QoS, Resource
 from twin.sim.kernel import new_environment
-from twin.state import PHASES, ClusterState, PoolState
+from twin.state import ClusterState, PoolState
 
 POOL: Final = "openb"
 MIB: Final = 1 << 20
 QOS_MAP: Final = {"LS": QoS.HIGH, "Guaranteed": QoS.CRITICAL, "Burstable": QoS.MEDIUM, "BE": QoS.LOW, "": QoS.MEDIUM}
 DEFAULT_SAMPLES: Final = 100
 GPU_CAPACITY: Final = float(MILLI_PER_GPU)  # compute per GPU in milli-GPU (see the module doc)
-_CPU_NOT_MODELLED: Final = 1 << 40
-_RUNNING: Final = PHASES.index(GPUPhase.RUNNING)
 
 FloatArray = npt.NDArray[np.float64]
 ProgressFn = Callable[[int, int], None]
@@ -407,30 +406,15 @@ class _Replay:
 
 
 class _FragProbe:
-    """The FGD fragmentation F of the cluster against a fixed target workload (fgd_measure)."""
+    """F of the replay's cluster against the replay's fixed typical pods."""
 
     def __init__(self, state: ClusterState, typical: Sequence[TypicalClass]) -> None:
-        self.state = state
-        arr = state.arrays
-        models = sorted(arr.models, key=lambda m: arr.models[m])
-        self.model = FragmentationModel(tuple(typical), models)
-        node_model = np.zeros(len(arr.node_names), dtype=np.int64)
-        node_model[arr.node_idx] = arr.model
-        self.node_model = node_model
-        self.slots = int(arr.index.max()) + 1 if arr.index.size else 0
+        self.cluster = ClusterFragmentation(state)
+        self.model = FragmentationModel(tuple(typical), self.cluster.models)
 
     def measure(self) -> tuple[float, float]:
         """(F in milli-GPU, idle milli-GPU)."""
-        arr = self.state.arrays
-        free = np.floor(arr.avail_t / arr.cap_t * MILLI_PER_GPU + 1e-9).astype(np.int64)
-        free = np.where(arr.phase == _RUNNING, np.maximum(free, 0), -1)
-        matrix = np.full((len(arr.node_names), self.slots), -1, dtype=np.int64)
-        matrix[arr.node_idx, arr.index] = free
-        cpu = np.where(np.isinf(arr.node_cpu_free), _CPU_NOT_MODELLED, arr.node_cpu_free).astype(np.int64)
-        idle = float(np.maximum(matrix, 0).sum())
-        if idle <= 0:
-            return 0.0, 0.0
-        return float(self.model.batch(self.node_model, cpu, matrix).sum()), idle
+        return self.cluster.measure(self.model)
 
 
 def replay(

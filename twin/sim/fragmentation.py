@@ -12,19 +12,13 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING
 
-import numpy as np
-
+from twin.policy.fragmentation import ClusterFragmentation
 from twin.policy.placement.fgd_measure import FragmentationModel, PodShape, scoring_view, typical_pods
-from twin.resources import GPUPhase, IsolationMode
-from twin.state import PHASES
+from twin.resources import IsolationMode
 
 if TYPE_CHECKING:
     from twin.sim.engine import Simulation
     from twin.sim.workers import SimWorker
-
-_CPU_NOT_MODELLED = 1 << 40
-_RUNNING = PHASES.index(GPUPhase.RUNNING)
-
 
 class FragmentationProbe:
     def __init__(self, sim: Simulation) -> None:
@@ -32,12 +26,7 @@ class FragmentationProbe:
         self.shapes: Counter[PodShape] = Counter()
         self._model: FragmentationModel | None = None
         self._model_key: tuple[tuple[PodShape, int], ...] = ()
-        arr = sim.state.arrays
-        self._models = list(arr.models)
-        node_model = np.zeros(len(arr.node_names), dtype=np.int64)
-        node_model[arr.node_idx] = arr.model
-        self._node_model = node_model
-        self._slots = int(arr.index.max()) + 1 if arr.index.size else 0
+        self._cluster = ClusterFragmentation(sim.state)
 
     def observe(self, w: SimWorker) -> None:
         req = w.req
@@ -58,15 +47,6 @@ class FragmentationProbe:
             )
         )
         if self._model is None or key != self._model_key:
-            self._model = FragmentationModel(typical_pods(self.shapes), self._models)
+            self._model = FragmentationModel(typical_pods(self.shapes), self._cluster.models)
             self._model_key = key
-        arr = self.sim.state.arrays
-        free = np.floor(arr.avail_t / arr.cap_t * 1000.0 + 1e-9).astype(np.int64)
-        free = np.where(arr.phase == _RUNNING, np.maximum(free, 0), -1)
-        matrix = np.full((len(arr.node_names), self._slots), -1, dtype=np.int64)
-        matrix[arr.node_idx, arr.index] = free
-        cpu = np.where(np.isinf(arr.node_cpu_free), _CPU_NOT_MODELLED, arr.node_cpu_free).astype(np.int64)
-        idle = float(np.maximum(matrix, 0).sum())
-        if idle <= 0:
-            return 0.0
-        return float(self._model.batch(self._node_model, cpu, matrix).sum()) / idle
+        return self._cluster.rate(self._model)
