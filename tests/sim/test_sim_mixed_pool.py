@@ -80,8 +80,14 @@ def test_trace_pods_arrive_at_their_creation_times_and_cpu_only_pods_take_no_gpu
     for name in ("pod-b", "pod-d"):
         w = trace[name]
         assert w.req.gpu_count == 0 and w.first_start is not None and w.gpu_ids == ()
-        assert w.outcome is not None and w.outcome.value == "completed" and w.finished_at == w.first_start + (
-            290.0 if name == "pod-b" else 100.0  # deletion - creation
+        assert (
+            w.outcome is not None
+            and w.outcome.value == "completed"
+            and w.finished_at
+            == w.first_start
+            + (
+                290.0 if name == "pod-b" else 100.0  # deletion - creation
+            )
         )
     # A share becomes a compute-percent request; openb's GPU models are dropped by default.
     assert trace["pod-a"].req.request.compute_percent == 50.0 and trace["pod-e"].req.gpu_model is None

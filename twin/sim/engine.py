@@ -42,7 +42,7 @@ from twin.sim.kernel import new_environment
 from twin.sim.limiter_loop import LimiterLoop
 from twin.sim.metrics import Metrics
 from twin.sim.sources import install_sources
-from twin.sim.workers import Outcome, Phase, SimWorker, request_signature
+from twin.sim.workers import Outcome, Phase, PodHooks, SimWorker, request_signature
 
 _STRATEGY_POOL_PARAMS = ("vram_weight", "tflops_weight")
 
@@ -210,6 +210,18 @@ class Simulation:
         """Run one scheduling pass at the end of the current instant (coalesces many frees)."""
         self.cycle.request_pass()
 
+    # ------------------------------------------------------------------ the cluster model's API
+
+    def submit(self, w: SimWorker, hooks: PodHooks | None = None) -> None:
+        """Create a pod now (built by :meth:`new_worker`); ``hooks`` hear its bind, eviction, speed
+        changes and end. Work ``math.inf`` runs until :meth:`delete`."""
+        w.hooks = hooks
+        self.arrive(w)
+
+    def delete(self, uid: str) -> None:
+        """Delete a pod now, pending or running (its GPUs are freed; outcome ``deleted``)."""
+        self.finish(self.workers[uid], Outcome.DELETED)
+
     # ------------------------------------------------------------------ the cycle's host
 
     def schedule_pass(self) -> None:
@@ -305,6 +317,8 @@ class Simulation:
             )
         else:  # the details are only rendered into events.jsonl: skip building them
             self.events.count("bind")
+        if w.hooks is not None:
+            w.hooks.on_bound(w)
         if self._check_oom(w, usage):
             return
         self.refresh([w, *self._recompute(w.gpu_ids)])
@@ -339,6 +353,8 @@ class Simulation:
             self.events.log(now, "bind", w.uid, node=w.node, gpus=[], waited=round(now - w.pending_since, 6))
         else:
             self.events.count("bind")
+        if w.hooks is not None:
+            w.hooks.on_bound(w)
         self._schedule_completion(w)
 
     def _account_alloc(self, w: SimWorker, sign: int) -> None:
@@ -395,6 +411,8 @@ class Simulation:
                 self._schedule_completion(w)
             else:
                 w.rate = 1.0
+            if w.hooks is not None:
+                w.hooks.on_speed(w)
 
     def _track_slowdown(self, w: SimWorker) -> None:
         """Keep the sum of running workers' instantaneous slowdown (alone / received) current."""
@@ -592,6 +610,8 @@ class Simulation:
         self._after_done(w)
 
     def _after_done(self, w: SimWorker) -> None:
+        if w.hooks is not None:
+            w.hooks.on_done(w)
         for hook in self.rollout_hooks:
             hook(w)
 
@@ -610,6 +630,8 @@ class Simulation:
         else:
             self.metrics.on_fault_eviction(w)
         self.events.log(self.env.now, "evict", w.uid, reason=reason)
+        if w.hooks is not None:
+            w.hooks.on_evicted(w, reason)
         if not preempted:
             self.cycle.requeue(w)
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 from enum import StrEnum
+from typing import Protocol
 
 from twin.policy.queue import Phase, order_key, request_signature
 from twin.resources import AllocRequest, QoS
 from twin.sim.generators import UsageSeries
 
-__all__ = ["Outcome", "Phase", "SimWorker", "request_signature"]
+__all__ = ["Outcome", "Phase", "PodHooks", "SimWorker", "request_signature"]
 
 
 class Outcome(StrEnum):
@@ -23,6 +24,19 @@ class Outcome(StrEnum):
     OOM_KILLED = "oom-killed"  # its VRAM grew past its limit or the device
     DELETED = "deleted"  # its ReplicaSet revision was replaced (rollout)
     UNFINISHED = "unfinished"  # still pending or running when the run ended
+
+
+class PodHooks(Protocol):
+    """Per-pod callbacks (``Simulation.submit(w, hooks)``): what a controller that owns a pod, such as
+    a serving replica (a pod with unbounded work whose speed follows its share), needs to know."""
+
+    def on_bound(self, w: SimWorker) -> None: ...  # placed: w.node, w.gpu_ids are set
+
+    def on_evicted(self, w: SimWorker, reason: str) -> None: ...  # preempted or lost its GPUs; pending again
+
+    def on_speed(self, w: SimWorker) -> None: ...  # w.share (and w.rate) changed while running
+
+    def on_done(self, w: SimWorker) -> None: ...  # finished for good; w.outcome says how
 
 
 class SimWorker:
@@ -39,6 +53,7 @@ class SimWorker:
         "finished_at",
         "first_start",
         "gpu_ids",
+        "hooks",
         "kind_training",
         "last_reason",
         "last_t",
@@ -124,6 +139,7 @@ class SimWorker:
         self.preemptions = 0
         self.last_reason = ""
         self.signature: Hashable = ()
+        self.hooks: PodHooks | None = None  # the pod's own observer (a serving replica, a controller)
 
     @property
     def uid(self) -> str:
