@@ -19,7 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from twin.cluster_desc import ClusterDescription, NodeSpec
+from twin.cluster_desc import build_state as build_described
 from twin.experiments.fgd_protocol import FillUpResult, PreparedRun, ProgressFn
+from twin.hardware import default_catalog
 from twin.policy.placement import get_strategy
 from twin.policy.placement.fgd_measure import MILLI_PER_GPU, FragmentationModel
 from twin.policy.placement.research import PAPER_POLICIES, PaperStrategy
@@ -32,12 +35,20 @@ GPU_CAPACITY = Resource(tflops=float(MILLI_PER_GPU), vram=MILLI_PER_GPU * MIB)
 
 def build_state(run: PreparedRun) -> ClusterState:
     """An empty ClusterState with the run's nodes (name order) and GPUs."""
-    state = ClusterState()
-    for i, name in enumerate(run.node_names):
-        state.add_node(name, POOL, cpu_milli=int(run.node_cpu[i]), memory=int(run.node_mem[i]) * MIB)
-        for g in range(int(run.node_gpus[i])):
-            state.add_gpu(name, g, model=run.models[int(run.node_model[i])], capacity=GPU_CAPACITY)
-    return state
+    nodes = [
+        NodeSpec(
+            name,
+            POOL,
+            run.models[int(run.node_model[i])],
+            int(run.node_gpus[i]),
+            cpu_milli=int(run.node_cpu[i]),
+            memory=int(run.node_mem[i]) * MIB,
+            gpu_capacity=GPU_CAPACITY,
+            partitions=False,
+        )
+        for i, name in enumerate(run.node_names)
+    ]
+    return build_described(ClusterDescription([], nodes), default_catalog())
 
 
 def pod_request(run: PreparedRun, p: int) -> AllocRequest:

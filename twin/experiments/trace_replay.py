@@ -50,6 +50,7 @@ import numpy as np
 import numpy.typing as npt
 import simpy
 
+from twin.cluster_desc import ClusterDescription, NodeSpec, build_state
 from twin.errors import TwinInputError
 from twin.experiments.openb import MISSING_TIME, NodeList, PodList
 from twin.hardware import HardwareCatalog, default_catalog
@@ -155,27 +156,33 @@ def build_cluster(nodes: NodeList, catalog: HardwareCatalog | None = None) -> Cl
     Nodes without GPUs are left out: the placement strategies choose among GPU nodes only.
     """
     catalog = catalog or default_catalog()
-    state = ClusterState()
-    state.add_pool(PoolState(name=POOL))
-    profiles = {}
+    specs: list[NodeSpec] = []
+    capacity: dict[str, Resource] = {}
     for i, name in enumerate(nodes.names):
         n_gpu = int(nodes.num_gpu[i])
         if n_gpu == 0:
             continue
         model = nodes.model[i]
-        if model not in profiles:
+        if model not in capacity:
             try:
-                profiles[model] = catalog.get(model)
+                capacity[model] = Resource(tflops=GPU_CAPACITY, vram=catalog.get(model).capacity.vram)
             except TwinInputError as err:
                 raise TwinInputError(err.message, file=nodes.source, obj=name, field="model", value=model) from err
-        profile = profiles[model]
-        state.add_node(name, POOL, cpu_milli=int(nodes.cpu_milli[i]), memory=int(nodes.memory_mib[i]) * MIB)
-        for j in range(n_gpu):
-            capacity = Resource(tflops=GPU_CAPACITY, vram=profile.capacity.vram)
-            state.add_gpu(name, j, model=profile.key, vendor=profile.vendor, capacity=capacity)
-    if not state.gpus:
+        specs.append(
+            NodeSpec(
+                name,
+                POOL,
+                model,
+                n_gpu,
+                cpu_milli=int(nodes.cpu_milli[i]),
+                memory=int(nodes.memory_mib[i]) * MIB,
+                gpu_capacity=capacity[model],
+                partitions=False,
+            )
+        )
+    if not specs:
         raise TwinInputError("node list has no GPU nodes", file=nodes.source, field="gpu")
-    return state
+    return build_state(ClusterDescription([PoolState(name=POOL)], specs), catalog)
 
 
 def replay_pods(pods: PodList, *, limit: int | None = None, time_scale: float = 1.0) -> list[ReplayPod]:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from twin.cluster_desc import ClusterDescription, NodeSpec, Where, build_state
 from twin.errors import TwinInputError
-from twin.hardware import HardwareCatalog, HardwareProfile
+from twin.hardware import HardwareCatalog, HardwareProfile, default_catalog
 from twin.resources import GIB, PlacementMode
 from twin.scenario import PlacementConfig, Scenario
-from twin.state import DEFAULT_MAX_PARTITIONS, ClusterState, Oversubscription, PoolState
+from twin.state import ClusterState, Oversubscription, PoolState
 
 _MODES = {m.value: m for m in PlacementMode}
 
@@ -27,21 +28,26 @@ def build_cluster(scenario: Scenario, catalog: HardwareCatalog) -> tuple[Cluster
 
     A pool's nodes are its own ``count`` nodes, then each of its ``node_groups`` in order, named
     ``<pool>-<index>`` with one index across the groups; every GPU keeps its own model."""
-    state = ClusterState()
+    desc = describe(scenario, catalog)
     profiles: dict[str, HardwareProfile] = {}
     for name, pool in scenario.pools.items():
         try:
-            profile = catalog.get(pool.hardware)
+            profiles[name] = catalog.get(pool.hardware)
         except TwinInputError as err:
             raise TwinInputError(
                 err.message, obj="scenario", field=f"pools.{name}.hardware", value=pool.hardware
             ) from err
-        profiles[name] = profile
+    return build_state(desc, catalog), profiles
+
+
+def describe(scenario: Scenario, catalog: HardwareCatalog | None = None) -> ClusterDescription:
+    """The scenario's pools as the one cluster description (prices from ``catalog`` when given)."""
+    pools: list[PoolState] = []
+    nodes: list[NodeSpec] = []
+    for name, pool in scenario.pools.items():
         placement = pool_placement(scenario, name)
-        vram_weight = float(placement.params.get("vram_weight", 0.7))
-        tflops_weight = float(placement.params.get("tflops_weight", 0.3))
         over = pool.oversubscription
-        state.add_pool(
+        pools.append(
             PoolState(
                 name=name,
                 placement_mode=_MODES.get(placement.strategy, PlacementMode.NODE_COMPACT_GPU_LOW_LOAD),
@@ -54,56 +60,60 @@ def build_cluster(scenario: Scenario, catalog: HardwareCatalog) -> tuple[Cluster
                     vram_expand_to_host_mem=over.vram_expand_to_host_mem,
                     vram_expand_to_host_disk=over.vram_expand_to_host_disk,
                 ),
-                vram_weight=vram_weight,
-                tflops_weight=tflops_weight,
+                vram_weight=float(placement.params.get("vram_weight", 0.7)),
+                tflops_weight=float(placement.params.get("tflops_weight", 0.3)),
             )
         )
         groups = [
             (
-                profile,
+                pool.hardware,
                 pool.count,
                 pool.gpus_per_node,
                 pool.cpu_per_node,
                 pool.memory_gib_per_node,
                 pool.cost_per_gpu_hour,
+                Where(obj="scenario", field=f"pools.{name}.hardware"),
             )
         ]
-        for k, g in enumerate(pool.node_groups):
-            try:
-                group_profile = catalog.get(g.hardware)
-            except TwinInputError as err:
-                raise TwinInputError(
-                    err.message, obj="scenario", field=f"pools.{name}.node_groups.{k}.hardware", value=g.hardware
-                ) from err
-            groups.append(
-                (group_profile, g.count, g.gpus_per_node, g.cpu_per_node, g.memory_gib_per_node, g.cost_per_gpu_hour)
+        groups += [
+            (
+                g.hardware,
+                g.count,
+                g.gpus_per_node,
+                g.cpu_per_node,
+                g.memory_gib_per_node,
+                g.cost_per_gpu_hour,
+                Where(obj="scenario", field=f"pools.{name}.node_groups.{k}.hardware"),
             )
+            for k, g in enumerate(pool.node_groups)
+        ]
         i = 0
-        for hw, count, gpus, cpu, memory_gib, price_override in groups:
-            price = price_override if price_override is not None else hw.cost_per_hour
+        for hardware, count, gpus, cpu, memory_gib, price, where in groups:
             for _ in range(count):
-                node = node_name(name, i)
-                i += 1
-                state.add_node(
-                    node,
-                    name,
-                    cpu_milli=int(round(cpu * 1000)),
-                    memory=int(round(memory_gib * GIB)),
-                    cost_per_hour=price * gpus,
-                    ram_bytes=int(round(pool.host_ram_gib_per_node * GIB)),
-                    data_disk_bytes=int(round(pool.host_disk_gib_per_node * GIB)),
-                    labels={"tensor-fusion.ai/pool": name},
-                )
-                for j in range(gpus):
-                    state.add_gpu(
-                        node,
-                        j,
-                        model=hw.key,
-                        vendor=hw.vendor,
-                        capacity=hw.capacity,
+                nodes.append(
+                    NodeSpec(
+                        node_name(name, i),
+                        name,
+                        hardware,
+                        gpus,
+                        cpu_milli=int(round(cpu * 1000)),
+                        memory=int(round(memory_gib * GIB)),
+                        cost_per_hour=_price(hardware, price, catalog, where) * gpus,
+                        ram_bytes=int(round(pool.host_ram_gib_per_node * GIB)),
+                        data_disk_bytes=int(round(pool.host_disk_gib_per_node * GIB)),
+                        labels={"tensor-fusion.ai/pool": name},
                         isolation=pool.isolation,
-                        templates=hw.mig_templates,
-                        max_partitions=hw.max_partitions or DEFAULT_MAX_PARTITIONS,
-                        placement_slots=hw.placement_slots,
+                        where=where,
                     )
-    return state, profiles
+                )
+                i += 1
+    return ClusterDescription(pools, nodes)
+
+
+def _price(hardware: str, override: float | None, catalog: HardwareCatalog | None, where: Where) -> float:
+    if override is not None:
+        return override
+    try:
+        return (catalog or default_catalog()).get(hardware).cost_per_hour
+    except TwinInputError as err:
+        raise TwinInputError(err.message, obj=where.obj, field=where.field, value=hardware) from err

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
+from twin.cluster_desc import ClusterDescription, NodeSpec, build_state
 from twin.errors import TwinInputError
 from twin.hardware import HardwareCatalog, default_catalog
 from twin.policy.placement import PlacementStrategy, schedule
@@ -67,15 +68,15 @@ def build_pool(
     Nodes are named ``<pool>-<model key>-<i>`` in group order, so placement ties stay deterministic.
     """
     catalog = catalog or default_catalog()
-    state = ClusterState()
+    specs = []
     for model, nodes, gpus in node_groups:
         profile = catalog.get(model)
         for i in range(nodes):
             name = f"{pool}-{profile.key.lower()}-{i}"
-            state.add_node(name, pool, cost_per_hour=profile.cost_per_hour * gpus)
-            for index in range(gpus):
-                state.add_gpu(name, index, model=profile.key, vendor=profile.vendor, capacity=profile.capacity)
-    return state
+            specs.append(
+                NodeSpec(name, pool, model, gpus, cost_per_hour=profile.cost_per_hour * gpus, partitions=False)
+            )
+    return build_state(ClusterDescription([], specs), catalog)
 
 
 def vgpu_request(pool: str, tflops: float, vram: int, gpu_model: str | None = None) -> AllocRequest:

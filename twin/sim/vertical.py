@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from twin.cluster_desc import ClusterDescription, NodeSpec, build_state
 from twin.errors import TwinInputError
+from twin.hardware import default_catalog
 from twin.policy.billing import PricingTable, worker_cost_per_second
 from twin.policy.vertical import (
     AutoScalingConfig,
@@ -108,11 +110,13 @@ def _build_study_cluster(
 ) -> tuple[ClusterState, dict[str, StudyWorkload], int]:
     """Place workers first-fit in workload order (uid order inside); returns skipped count too."""
     key, tflops, vram = STUDY_HARDWARE
-    state = ClusterState()
-    for n in range(nodes):
-        state.add_node(f"node-{n}", "study")
-        for i in range(gpus_per_node):
-            state.add_gpu(f"node-{n}", i, model=key, capacity=Resource(tflops=tflops, vram=vram))
+    specs = [
+        NodeSpec(
+            f"node-{n}", "study", key, gpus_per_node, gpu_capacity=Resource(tflops=tflops, vram=vram), partitions=False
+        )
+        for n in range(nodes)
+    ]
+    state = build_state(ClusterDescription([], specs), default_catalog())
     owner: dict[str, StudyWorkload] = {}
     skipped = 0
     for wl in workloads:
