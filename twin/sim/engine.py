@@ -14,7 +14,6 @@ bound, evicted, rejected or found unschedulable and keeps contention, billing an
 
 from __future__ import annotations
 
-import importlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -39,7 +38,7 @@ from twin.sim.demand import default_demand, default_vram
 from twin.sim.events import EventLog
 from twin.sim.generators import UsageSeries
 from twin.sim.kernel import new_environment
-from twin.sim.limiter_loop import LimiterLoop
+from twin.sim.limiter_loop import CONTROLLERS, LimiterLoop
 from twin.sim.metrics import Metrics
 from twin.sim.sources import install_sources
 from twin.sim.workers import Outcome, Phase, PodHooks, SimWorker, request_signature
@@ -703,20 +702,17 @@ class Simulation:
                 value=mode,
             )
         if limiter is not None and mode == "loop":
-            self.limiter_loop = LimiterLoop(self, limiter.period)
-            self.limiter_loop.install()
+            CONTROLLERS.get("limiter", sim=self, config=limiter)
         vertical = self.scenario.controller("vertical-autoscaler")
         if vertical is not None:
-            try:
-                install_vertical_autoscaler = importlib.import_module("twin.sim.vertical").install_vertical_autoscaler
-            except (ImportError, AttributeError) as err:
+            if "vertical-autoscaler" not in CONTROLLERS:
                 raise TwinInputError(
                     "the vertical-autoscaler controller is not available in this build",
                     file=self.loaded.source,
                     field="controllers",
                     value="vertical-autoscaler",
-                ) from err
-            install_vertical_autoscaler(self, vertical)
+                )
+            CONTROLLERS.get("vertical-autoscaler", sim=self, config=vertical)
 
     def _metrics_loop(self, period: float) -> Any:
         while True:

@@ -12,9 +12,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from twin.policy.isolation import SoftLimiterState, initial_limiter_state, soft_loop_tick
+from twin.policy.registry import Registry
 from twin.resources import IsolationMode
 
 if TYPE_CHECKING:
+    from twin.scenario import ControllerConfig
     from twin.sim.engine import Simulation
     from twin.sim.workers import SimWorker
 
@@ -66,3 +68,17 @@ class LimiterLoop:
             for k in [k for k in self.states if k not in live]:
                 del self.states[k]
             sim.refresh(changed)
+
+
+# Controllers that plug into a run by scenario name: install(sim=, config=) starts them. The soft
+# limiter's loop lives here; the vertical autoscaler registers from twin.sim.vertical (loaded on use).
+CONTROLLERS: Registry[object] = Registry("controller", field="controllers", plugin_modules=("twin.sim.vertical",))
+
+
+def install_limiter_loop(*, sim: Simulation, config: ControllerConfig) -> LimiterLoop:
+    sim.limiter_loop = loop = LimiterLoop(sim, config.period)
+    loop.install()
+    return loop
+
+
+CONTROLLERS.register("limiter", install_limiter_loop)

@@ -49,6 +49,7 @@ from twin.policy.vertical.loop import (
 )
 from twin.resources import GIB, AllocRequest, QoS, Resource
 from twin.seeding import component_rng
+from twin.sim.limiter_loop import CONTROLLERS
 from twin.state import AllocationError, ClusterState
 
 if TYPE_CHECKING:
@@ -543,3 +544,10 @@ def install_vertical_autoscaler(sim: Simulation, config: ControllerConfig) -> Ve
     sim.env.process(sampler())
     sim.env.process(loop())
     return scaler
+
+
+def _install(*, sim: Simulation, config: ControllerConfig) -> VerticalAutoscaler:
+    return install_vertical_autoscaler(sim, config)
+
+
+CONTROLLERS.register("vertical-autoscaler", _install)
