@@ -33,6 +33,7 @@ from twin.policy.serving.hpa import HPAController, HPASpec, KedaScaler, MetricSi
 from twin.policy.serving.inferno import AcceleratorPerf
 from twin.policy.serving.observation import ModelObservation, ReplicaMetrics, VariantInfo
 from twin.policy.serving.queue_model import SizeTargets
+from twin.policy.serving.step_model import BatchShape, StepModel, chunk_attention_pairs
 from twin.sim.serving_traffic import Trace
 
 # Request status codes in the result arrays.
@@ -53,6 +54,14 @@ class EngineConfig:
     block_size: int = 16
     max_waiting: int = 1000  # llm-d-inference-sim's waiting-queue limit; beyond it requests are rejected
     expose_cache_config: bool = True  # vllm:cache_config_info present (False mimics the inference simulator)
+    # A step-time model from the architecture and the GPU replaces alpha/beta/gamma when given.
+    step: StepModel | None = None
+    # vLLM v1's KV policy: blocks allocated as tokens are computed, the newest request preempted
+    # (recomputed later) when the cache is full. False: reserve prompt + output at admission.
+    kv_on_demand: bool = False
+    # Automatic prefix caching: a preempted request's blocks stay cached, so resuming it recomputes
+    # only its last token instead of its whole prompt and output so far.
+    prefix_caching: bool = False
 
 
 @dataclass(frozen=True)
@@ -105,7 +114,7 @@ class UnboundedPlacer:
 
 
 class _Seq:
-    __slots__ = ("first_token", "generated", "idx", "inp", "out", "prefill_left")
+    __slots__ = ("first_token", "generated", "idx", "inp", "out", "prefill_left", "recompute")
 
     def __init__(self, idx: int, inp: int, out: int) -> None:
         self.idx = idx
@@ -114,6 +123,12 @@ class _Seq:
         self.prefill_left = inp
         self.generated = 0
         self.first_token = -1.0
+        self.recompute = 0  # generated tokens to prefill again after a preemption
+
+    @property
+    def prompt(self) -> int:
+        """Tokens this sequence prefills: its prompt, plus what it had generated when preempted."""
+        return self.inp + self.recompute
 
 
 class Replica:
@@ -139,7 +154,7 @@ class Replica:
 
     def kv_usage(self) -> float:
         bs = self.cfg.block_size
-        used = sum(-(-(s.inp - s.prefill_left + s.generated) // bs) for s in self.running)
+        used = sum(-(-(s.prompt - s.prefill_left + s.generated - s.recompute) // bs) for s in self.running)
         return used / self.cfg.num_gpu_blocks
 
     def load(self) -> int:
@@ -178,6 +193,8 @@ class Replica:
         alpha, beta, gamma = cfg.alpha_ms, cfg.beta_ms, cfg.gamma_ms
         while True:
             self._admit()
+            if cfg.kv_on_demand:
+                self._preempt_for_space()
             if not self.running:
                 if self.state == "draining" and not self.waiting:
                     self.state = "gone"
@@ -197,18 +214,38 @@ class Replica:
         now = self.env.now
         timeout = self.sim.config.request_timeout_s
         bs = cfg.block_size
+        if cfg.kv_on_demand:
+            self.reserved_blocks = self._kv_need()
         while self.waiting and len(self.running) < cfg.max_num_seqs:
             seq = self.waiting[0]
             if now - self.sim.arrival[seq.idx] > timeout:
                 self.waiting.popleft()
                 self.sim.finish_error(seq, TIMEOUT)
                 continue
-            blocks = -(-(seq.inp + seq.out) // bs)
+            # On demand, vLLM reserves the whole prompt (scheduler_reserve_full_isl); else prompt + output.
+            blocks = -(-(seq.prompt if cfg.kv_on_demand else seq.inp + seq.out) // bs)
             if self.reserved_blocks + blocks > self.usable_blocks:
                 break  # FCFS: the head waits for KV space
             self.waiting.popleft()
             self.reserved_blocks += blocks
             self.running.append(seq)
+        if cfg.kv_on_demand:
+            self.reserved_blocks = 0
+
+    def _kv_need(self, extra: int = 0) -> int:
+        """Blocks the running batch needs for its next step (plus ``extra`` decode steps)."""
+        bs = self.cfg.block_size
+        return sum(
+            -(-s.prompt // bs) if s.prefill_left > 0 else -(-(s.inp + s.generated + extra) // bs) for s in self.running
+        )
+
+    def _preempt_for_space(self) -> None:
+        """vLLM v1: when the next step's blocks do not fit, preempt the newest running request (recompute)."""
+        while len(self.running) > 1 and self._kv_need() > self.usable_blocks:
+            s = self.running.pop()
+            s.recompute = s.generated
+            s.prefill_left = 1 if self.cfg.prefix_caching else s.prompt
+            self.waiting.appendleft(s)
 
     def _mixed_step(self, alpha: float, beta: float, gamma: float) -> simpy.events.ProcessGenerator:
         budget = self.cfg.max_num_batched_tokens
@@ -217,22 +254,34 @@ class Replica:
         ctx = sum(s.inp + s.generated + 1 for s in decodes)
         left = budget - tokens
         chunks: list[tuple[_Seq, int]] = []
+        pairs, cached, done = 0.0, 0, 0
         for s in self.running:
             if s.prefill_left > 0 and left > 0:
                 chunk = min(s.prefill_left, left)
+                start = s.prompt - s.prefill_left
                 left -= chunk
                 tokens += chunk
-                ctx += s.inp - s.prefill_left + chunk
+                ctx += start + chunk
+                pairs += chunk_attention_pairs(start, chunk)
+                cached += start
+                done += chunk == s.prefill_left
                 chunks.append((s, chunk))
-        yield self.env.timeout((alpha + beta * tokens + gamma * ctx) / 1000.0)
+        step = self.cfg.step
+        if step is None:
+            ms = alpha + beta * tokens + gamma * ctx
+        else:
+            n = len(decodes)
+            ms = step.step_ms(BatchShape(tokens - n, pairs, cached, done, n, ctx - sum(c for _, c in chunks)))
+        yield self.env.timeout(ms / 1000.0)
         now = self.env.now
         for s in decodes:
             s.generated += 1
         for s, chunk in chunks:
             s.prefill_left -= chunk
             if s.prefill_left == 0:
-                s.generated = 1  # the prefill step emits the first token
-                s.first_token = now
+                s.generated += 1  # the prefill step emits the (next) token
+                if s.first_token < 0:
+                    s.first_token = now
         self._finish_done(now)
 
     def _decode_epoch(self, alpha: float, beta: float, gamma: float) -> simpy.events.ProcessGenerator:
@@ -240,8 +289,16 @@ class Replica:
         n = len(run)
         m = min(s.out - s.generated for s in run)
         c0 = sum(s.inp + s.generated for s in run)
-        a = alpha + beta * n + gamma * (c0 + n)  # first step: each sequence reads its context plus the new token
-        g = gamma * n  # the context grows by n tokens per step
+        if self.cfg.kv_on_demand:
+            m = min(m, self._decode_steps_that_fit(m))
+        step = self.cfg.step
+        if step is None:
+            a = alpha + beta * n + gamma * (c0 + n)  # first step: each sequence reads its context plus the new token
+            g = gamma * n  # the context grows by n tokens per step
+        else:
+            # Linear in the context within a regime: the first step and the growth per step.
+            a = step.step_ms(BatchShape(decode_seqs=n, decode_ctx=c0 + n))
+            g = max(step.step_ms(BatchShape(decode_seqs=n, decode_ctx=c0 + 2 * n)) - a, 0.0)
 
         def elapsed_ms(k: int) -> float:
             return k * a + g * k * (k - 1) / 2.0
@@ -268,6 +325,17 @@ class Replica:
             s.generated += steps
         self._finish_done(self.env.now)
 
+    def _decode_steps_that_fit(self, m: int) -> int:
+        """How many decode steps (at most ``m``, at least 1) run before the batch outgrows the KV cache."""
+        lo, hi = 0, m - 1  # the step at offset 0 fits (preemption made room); find the last offset that does
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if self._kv_need(mid) <= self.usable_blocks:
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo + 1
+
     def _finish_done(self, now: float) -> None:
         done = [s for s in self.running if s.prefill_left == 0 and s.generated >= s.out]
         if not done:
@@ -275,7 +343,8 @@ class Replica:
         bs = self.cfg.block_size
         self.running = [s for s in self.running if not (s.prefill_left == 0 and s.generated >= s.out)]
         for s in done:
-            self.reserved_blocks -= -(-(s.inp + s.out) // bs)
+            if not self.cfg.kv_on_demand:
+                self.reserved_blocks -= -(-(s.inp + s.out) // bs)
             self.sim.finish_ok(s, now, self.variant.name)
 
 
