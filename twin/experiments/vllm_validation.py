@@ -106,10 +106,10 @@ def calibration_loss(rows: Iterable[RunErrors]) -> float:
 
 
 GRID: dict[str, tuple[float, ...]] = {
-    "compute": (0.45, 0.55, 0.65, 0.75, 0.85),
-    "attention": (0.2, 0.3, 0.4, 0.6),
-    "memory": (0.65, 0.75, 0.85, 0.95),
-    "step_overhead_ms": (0.0, 1.5, 3.0, 5.0),
+    "compute": (0.3, 0.35, 0.4, 0.45),
+    "attention": (0.6, 0.8, 1.0),
+    "memory": (0.8, 0.9, 1.0),
+    "step_overhead_ms": (0.0, 0.5, 1.0, 2.0),
 }
 
 

@@ -165,11 +165,11 @@ def _requests(path: Path) -> tuple[np.ndarray, ...]:
             raise TwinInputError("each line is a JSON object", file=file, line=lineno)
         where = f"line {lineno}"
         i = _num(rec, "input_toks", file, where)
-        o = _num(rec, "output_toks", file, where)
         if not (1 <= i <= MAX_TOKENS and i == int(i)):
             raise TwinInputError(
                 f"must be an integer in [1, {MAX_TOKENS}]", file=file, obj=where, field="input_toks", value=i
             )
+        o = _num(rec, "output_toks", file, where)
         if not (1 <= o <= MAX_TOKENS and o == int(o)):
             raise TwinInputError(
                 f"must be an integer in [1, {MAX_TOKENS}]", file=file, obj=where, field="output_toks", value=o
