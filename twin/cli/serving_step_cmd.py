@@ -35,7 +35,9 @@ def _step_model(model: str, gpu: str, tp: int, dtype: str) -> Any:
     try:
         return StepModel(resolve_model(model), GpuSpec.from_profile(default_catalog().get(gpu)), tp, dtype)
     except TwinInputError as err:
-        flag = {"gpu": "--gpu", "tp": "--tp", "dtype": "--dtype", "model": "--model"}.get(err.field or "", err.field)
+        flag = {"gpu": "--gpu", "gpu model": "--gpu", "tp": "--tp", "dtype": "--dtype", "model": "--model"}.get(
+            err.field or "", err.field
+        )
         raise TwinInputError(err.message, file=err.file, obj=err.obj, field=flag, value=err.value) from err
 
 

@@ -19,7 +19,7 @@ GPU pool's placement policy).
 from __future__ import annotations
 
 import math
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -59,8 +59,8 @@ class EngineConfig:
     # vLLM v1's KV policy: blocks allocated as tokens are computed, the newest request preempted
     # (recomputed later) when the cache is full. False: reserve prompt + output at admission.
     kv_on_demand: bool = False
-    # Automatic prefix caching: a preempted request's blocks stay cached, so resuming it recomputes
-    # only its last token instead of its whole prompt and output so far.
+    # Automatic prefix caching: a request whose shared prefix is cached skips computing it, and a
+    # preempted request's blocks stay cached, so resuming it recomputes only its last token.
     prefix_caching: bool = False
 
 
@@ -114,9 +114,9 @@ class UnboundedPlacer:
 
 
 class _Seq:
-    __slots__ = ("first_token", "generated", "idx", "inp", "out", "prefill_left", "recompute")
+    __slots__ = ("first_token", "generated", "idx", "inp", "out", "prefill_left", "prefix", "prefix_len", "recompute")
 
-    def __init__(self, idx: int, inp: int, out: int) -> None:
+    def __init__(self, idx: int, inp: int, out: int, prefix: int = -1, prefix_len: int = 0) -> None:
         self.idx = idx
         self.inp = inp
         self.out = out
@@ -124,6 +124,8 @@ class _Seq:
         self.generated = 0
         self.first_token = -1.0
         self.recompute = 0  # generated tokens to prefill again after a preemption
+        self.prefix = prefix  # shared-prefix id, -1 for none
+        self.prefix_len = prefix_len
 
     @property
     def prompt(self) -> int:
@@ -147,6 +149,10 @@ class Replica:
         self.usable_blocks = self.cfg.num_gpu_blocks
         self._wake: simpy.Event | None = None
         self.location: str | None = None
+        # Prefix cache: prefix id -> blocks, least recently used first; lookups and hits for the hit rate.
+        self.prefix_cache: OrderedDict[int, int] = OrderedDict()
+        self.prefix_lookups = 0
+        self.prefix_hits = 0
         # The pool-wide worker id: models in different namespaces may reuse variant names.
         self.uid = f"{sim.config.namespace}/{name}"
 
@@ -229,8 +235,32 @@ class Replica:
             self.waiting.popleft()
             self.reserved_blocks += blocks
             self.running.append(seq)
+            if cfg.prefix_caching and seq.prefix >= 0 and seq.generated == 0:
+                self._lookup_prefix(seq)
         if cfg.kv_on_demand:
             self.reserved_blocks = 0
+
+    def _lookup_prefix(self, seq: _Seq) -> None:
+        """A cached prefix's whole blocks are not computed again (vLLM keeps at least one prompt token to run)."""
+        self.prefix_lookups += 1
+        if seq.prefix in self.prefix_cache:
+            self.prefix_hits += 1
+            self.prefix_cache.move_to_end(seq.prefix)
+            bs = self.cfg.block_size
+            cached = min(seq.prefix_len // bs * bs, seq.prefill_left - 1)
+            seq.prefill_left -= max(cached, 0)
+
+    def _cache_prefix(self, seq: _Seq) -> None:
+        """After its prefill a request's prefix blocks are cached; the least recently used go when the
+        cache outgrows the blocks no running request holds."""
+        blocks = seq.prefix_len // self.cfg.block_size
+        if blocks <= 0:
+            return
+        self.prefix_cache[seq.prefix] = blocks
+        self.prefix_cache.move_to_end(seq.prefix)
+        free = self.usable_blocks - self.reserved_blocks
+        while self.prefix_cache and sum(self.prefix_cache.values()) > free:
+            self.prefix_cache.popitem(last=False)
 
     def _kv_need(self, extra: int = 0) -> int:
         """Blocks the running batch needs for its next step (plus ``extra`` decode steps)."""
@@ -282,6 +312,8 @@ class Replica:
                 s.generated += 1  # the prefill step emits the (next) token
                 if s.first_token < 0:
                     s.first_token = now
+                if self.cfg.prefix_caching and s.prefix >= 0:
+                    self._cache_prefix(s)
         self._finish_done(now)
 
     def _decode_epoch(self, alpha: float, beta: float, gamma: float) -> simpy.events.ProcessGenerator:
@@ -554,11 +586,15 @@ class ServingSim:
     def _arrivals(self) -> simpy.events.ProcessGenerator:
         t = self.trace
         inp, out = t.input_tokens, t.output_tokens
+        pid, plen = t.prefix_id, t.prefix_len
         for i in range(len(t)):
             dt = self.arrival[i] - self.env.now
             if dt > 0:
                 yield self.env.timeout(dt)
-            self._route(_Seq(i, int(inp[i]), max(int(out[i]), 1)))
+            seq = _Seq(i, int(inp[i]), max(int(out[i]), 1))
+            if pid is not None and plen is not None and pid[i] >= 0:
+                seq.prefix, seq.prefix_len = int(pid[i]), min(int(plen[i]), seq.inp)
+            self._route(seq)
 
     def _scrape(self) -> simpy.events.ProcessGenerator:
         keep = max(self.config.retention_s, 300.0) + self.config.scrape_interval_s
