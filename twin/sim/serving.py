@@ -281,7 +281,7 @@ class Replica:
         budget = self.cfg.max_num_batched_tokens
         decodes = [s for s in self.running if s.prefill_left == 0]
         tokens = len(decodes)
-        ctx = sum(s.inp + s.generated + 1 for s in decodes)
+        ctx = decode_ctx = sum(s.inp + s.generated + 1 for s in decodes)
         left = budget - tokens
         chunks: list[tuple[_Seq, int]] = []
         pairs, cached, done = 0.0, 0, 0
@@ -301,7 +301,7 @@ class Replica:
             ms = alpha + beta * tokens + gamma * ctx
         else:
             n = len(decodes)
-            ms = step.step_ms(BatchShape(tokens - n, pairs, cached, done, n, ctx - sum(c for _, c in chunks)))
+            ms = step.step_ms(BatchShape(tokens - n, pairs, cached, done, n, decode_ctx))
         yield self.env.timeout(ms / 1000.0)
         now = self.env.now
         for s in decodes:
