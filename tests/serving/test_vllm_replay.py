@@ -167,3 +167,19 @@ def test_replay_cli_on_a_real_run_and_a_copied_one(tmp_path: Path) -> None:
     assert CliRunner().invoke(main, ["serving", "replay", str(copy)]).exit_code == 2
     again = CliRunner().invoke(main, ["serving", "replay", str(copy), "--gpu", "RTXPRO6000", "--json"])
     assert json.loads(again.output) == rec
+
+
+@needs_runs
+def test_calibration_reads_the_llama_runs_only(tmp_path: Path) -> None:
+    """Fitting on a folder without the validation runs gives the same constants: they play no part."""
+    from twin.experiments.vllm_validation import calibrate
+    from twin.policy.serving.step_model import Efficiency
+
+    for name in CALIBRATION_RUNS:
+        shutil.copytree(RUNS / name, tmp_path / name)
+    grid = {"compute": (0.35, 0.6), "memory": (0.8, 1.0)}
+    with_validation, loss = calibrate(RUNS, grid)
+    without, loss_without = calibrate(tmp_path, grid)
+    assert (with_validation, loss) == (without, loss_without)
+    # And the shipped defaults are the optimum of the shipped grid on that corner of it.
+    assert (with_validation.compute, with_validation.memory) == (Efficiency().compute, Efficiency().memory)
