@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from twin.errors import TwinInputError
 from twin.hardware import default_catalog
@@ -131,3 +134,30 @@ def test_derived_wva_parameters_reproduce_the_step_model() -> None:
     # A faster GPU gives a smaller per-step cost.
     h200 = derive_wva_params(_model(GpuSpec.from_profile(default_catalog().get("H200"))), 512, 256, 64)
     assert h200.alpha < p.alpha
+
+
+_counts = st.integers(0, 4096)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.sampled_from(["Llama-3.1-8B", "Qwen3-32B", "Qwen3-30B-A3B-Instruct-2507", "Mixtral-8x7B-v0.1"]),
+    st.sampled_from(["H100", "L40S", "RTX4090", "RTXPRO6000"]),
+    st.sampled_from([1, 2, 4]),
+    _counts,
+    _counts,
+    st.integers(0, 256),
+    st.integers(0, 4096),
+    st.sampled_from(["prefill_tokens", "prefill_cached", "decode_seqs", "decode_ctx"]),
+)
+def test_step_time_is_finite_and_grows_with_the_batch(
+    model: str, gpu: str, tp: int, pf: int, cached: int, seqs: int, ctx: int, grow: str
+) -> None:
+    m = StepModel(resolve_model(model), GpuSpec.from_profile(default_catalog().get(gpu)), tp)
+    b = BatchShape(pf, chunk_attention_pairs(cached, pf), cached, int(pf > 0), seqs, seqs * ctx)
+    t = m.step_ms(b)
+    assert math.isfinite(t) and t >= 0 and (t > 0) == (pf + seqs > 0)
+    bigger = dataclasses.replace(b, **{grow: getattr(b, grow) + 64})
+    if grow == "decode_ctx" and b.decode_seqs == 0:
+        bigger = dataclasses.replace(bigger, decode_seqs=1)
+    assert m.step_ms(bigger) >= t
