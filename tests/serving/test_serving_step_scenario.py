@@ -13,7 +13,8 @@ import yaml
 
 from twin.errors import TwinInputError
 from twin.policy.serving.autoscalers import get_autoscaler
-from twin.sim.serving import EngineConfig, ServingConfig, ServingSim, VariantConfig
+from twin.policy.serving.step_model import BatchShape, StepModel
+from twin.sim.serving import EngineConfig, Replica, ServingConfig, ServingSim, VariantConfig
 from twin.sim.serving_scenario import load_serving_scenario, serving_config, simulate_serving_scenario
 from twin.sim.serving_traffic import Trace
 
@@ -143,3 +144,43 @@ def test_small_kv_cache_preempts_and_still_finishes_every_request() -> None:
     # On demand packs more requests into the cache than reserving prompt + output up front (6400 tokens
     # hold 7 reserved requests, but 12 prompts), so the batch finishes sooner despite the preemptions.
     assert results[True] < results[False]
+
+
+def test_a_request_preempted_during_its_prefill_still_computes_its_whole_prompt() -> None:
+    """Prefix caching keeps what was computed; what was not must still be prefilled."""
+    base = serving_config(load_serving_scenario_from(copy.deepcopy(SCENARIO))).variants[0].engine.step
+    assert base is not None
+    computed: list[int] = []
+
+    class Counting(StepModel):
+        def step_ms(self, b: BatchShape) -> float:
+            computed.append(b.prefill_tokens)
+            return super().step_ms(b)
+
+    step = Counting(base.arch, base.gpu)
+    # Request 0 (976-token prompt: 61 blocks) decodes; request 1 (3000 tokens: 188 blocks) arrives
+    # when both just fit in 250 blocks, and is preempted mid-prefill when request 0 needs block 63.
+    trace = Trace(np.array([0.0, 0.05]), np.array([976, 3000], dtype=np.int64), np.array([400, 5], dtype=np.int64))
+    engine = EngineConfig(
+        0, 0, 0, max_num_seqs=4, max_num_batched_tokens=128, num_gpu_blocks=250, step=step, kv_on_demand=True,
+        prefix_caching=True,
+    )  # fmt: skip
+    cfg = ServingConfig("m", (VariantConfig("v", engine, initial_replicas=1, max_replicas=1),), request_timeout_s=1e9)
+    sim = ServingSim(cfg, trace, get_autoscaler("static", replicas=1), duration_s=600.0)
+    preempted = []
+    original = Replica._preempt_for_space
+
+    def spy(self: Replica) -> None:
+        before = {id(s): s.prefill_left for s in self.running}
+        original(self)
+        preempted.extend(before[id(s)] for s in self.waiting if id(s) in before)
+
+    Replica._preempt_for_space = spy  # type: ignore[method-assign]
+    try:
+        sim.run()
+    finally:
+        Replica._preempt_for_space = original  # type: ignore[method-assign]
+    assert (sim.status == 1).all()
+    assert preempted and all(left > 0 for left in preempted)  # it really was preempted mid-prefill
+    assert sum(computed) >= 976 + 3000  # every prompt token computed once; none skipped
+    assert sum(computed) < 976 + 3000 + 16  # and the computed part was not computed again

@@ -237,8 +237,6 @@ class Replica:
             self.running.append(seq)
             if cfg.prefix_caching and seq.prefix >= 0 and seq.generated == 0:
                 self._lookup_prefix(seq)
-        if cfg.kv_on_demand:
-            self.reserved_blocks = 0
 
     def _lookup_prefix(self, seq: _Seq) -> None:
         """A cached prefix's whole blocks are not computed again (vLLM keeps at least one prompt token to run)."""
@@ -258,7 +256,7 @@ class Replica:
             return
         self.prefix_cache[seq.prefix] = blocks
         self.prefix_cache.move_to_end(seq.prefix)
-        free = self.usable_blocks - self.reserved_blocks
+        free = self.usable_blocks - (self._kv_need() if self.cfg.kv_on_demand else self.reserved_blocks)
         while self.prefix_cache and sum(self.prefix_cache.values()) > free:
             self.prefix_cache.popitem(last=False)
 
@@ -273,8 +271,10 @@ class Replica:
         """vLLM v1: when the next step's blocks do not fit, preempt the newest running request (recompute)."""
         while len(self.running) > 1 and self._kv_need() > self.usable_blocks:
             s = self.running.pop()
+            # Tokens whose KV it had computed: its blocks stay in the prefix cache when caching is on.
+            computed = s.prompt - s.prefill_left if s.prefill_left > 0 else s.inp + s.generated - 1
             s.recompute = s.generated
-            s.prefill_left = 1 if self.cfg.prefix_caching else s.prompt
+            s.prefill_left = max(s.prompt - computed, 1) if self.cfg.prefix_caching else s.prompt
             self.waiting.appendleft(s)
 
     def _mixed_step(self, alpha: float, beta: float, gamma: float) -> simpy.events.ProcessGenerator:
