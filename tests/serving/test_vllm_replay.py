@@ -135,6 +135,8 @@ def test_size_answers_from_the_model_and_the_gpu() -> None:
     # An explicit parameter wins over the derived one.
     slow = CliRunner().invoke(main, [*base, "--model", "Llama-3.1-8B", "--gpu", "H100", "--alpha", "20"])
     assert json.loads(slow.output)["itl_ms"] > json.loads(h100.output)["itl_ms"]
+    derived, given = json.loads(h100.output), json.loads(slow.output)
+    assert given["alpha"] == 20 and given["beta"] == derived["beta"] and 0 < derived["alpha"] < 20
     missing = CliRunner().invoke(main, [*base, "--gpu", "H100"])
     assert missing.exit_code == 2 and "--model and --gpu" in missing.output
 

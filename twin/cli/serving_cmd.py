@@ -100,6 +100,14 @@ def _record(m: QueueMetrics, throughput: float) -> dict[str, float]:
     }
 
 
+def _derived(model: QueueModel, params: dict[str, Any]) -> dict[str, float]:
+    """With --model, the alpha/beta/gamma used (derived or given), so they can be reused by hand."""
+    if params.get("model") is None:
+        return {}
+    s = model.service
+    return {"alpha": s.alpha, "beta": s.beta, "gamma": s.gamma}
+
+
 def _emit(record: dict[str, Any], as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(record, sort_keys=False))
@@ -125,7 +133,7 @@ def analyze(as_json: bool, rate: float, **params: Any) -> None:
         m = model.analyze(rate)
     except TwinInputError as err:
         raise TwinInputError(err.message, obj="twin serving analyze", field="--rate", value=rate) from err
-    _emit(_record(m, m.throughput), as_json)
+    _emit(_record(m, m.throughput) | _derived(model, params), as_json)
 
 
 @serving.command(epilog=_MODEL_HELP)
@@ -145,6 +153,7 @@ def size(as_json: bool, ttft: float, itl: float, demand: float | None, **params:
         raise TwinInputError(f"infeasible SLO: {err}", obj="twin serving size", field=flag, value=itl or ttft) from err
     record: dict[str, Any] = _record(r.metrics, r.capacity)
     record["rate"] = r.rate
+    record |= _derived(model, params)
     if demand is not None:
         record["replicas"] = math.ceil(demand / r.capacity) if demand > 0 else 0
     _emit(record, as_json)
