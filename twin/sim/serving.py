@@ -4,7 +4,10 @@ Each replica runs vLLM's continuous batching: up to ``max_num_seqs`` sequences, 
 budget ``max_num_batched_tokens`` shared by decodes (one token each) and chunked prefills, and a KV
 cache of ``num_gpu_blocks`` blocks of ``block_size`` tokens. A step with ``t`` scheduled tokens over
 sequences holding ``c`` KV tokens takes ``alpha + beta*t + gamma*c`` ms (the accelerator's WVA
-parameters: per-iteration overhead, compute per token, KV memory access per token).
+parameters: per-iteration overhead, compute per token, KV memory access per token), or, when the
+engine has a step-time model (``EngineConfig.step``, from the model's architecture and the GPU),
+what that model says. ``kv_on_demand`` and ``prefix_caching`` select vLLM v1's KV policy (blocks
+taken as tokens are computed, preemption of the newest request, cached prefixes).
 
 Efficiency: the replica does not tick per token. Steps with prefill run one at a time; a run of
 pure-decode steps (fixed batch, context growing by one token per sequence per step) is advanced
