@@ -10,11 +10,10 @@ from twin.policy.serving.saturation import (
     SaturationConfig,
     SaturationV2Analyzer,
     ScaleToZeroConfig,
-    analyze_v1,
     derived_k2,
     enforce_scale_to_zero,
-    saturation_v1_targets,
 )
+from twin.policy.serving.saturation_v1 import V1Rules, analyze_v1, decide_v1, saturation_v1_targets
 
 CFG = SaturationConfig()
 
@@ -66,6 +65,53 @@ def test_v1_transition_blocks_the_model() -> None:
     assert saturation_v1_targets(o, CFG) == {"v": 3, "w": 1}
     lagging = VariantInfo("v", current=2, ready=2, desired=3)
     assert saturation_v1_targets(obs([lagging], [rep("a", "v", 0.95, 9)]), CFG) == {"v": 3}
+
+
+def test_v1_desired_zero_means_not_set_in_both_branches() -> None:
+    """WVA ``internal/saturationv1/analyzer.go`` (``CalculateSaturationTargets``): a desired count of 0
+    is Go's zero value, "not set", both when detecting a model in transition and when assigning the
+    transition targets, so a variant with desired 0 keeps its current count."""
+    zero = VariantInfo("z", cost=1, current=2, ready=2, desired=0)
+    pending = VariantInfo("p", cost=5, current=3, ready=2, desired=3)
+    # "p" has a pending replica: the model is in transition; "z" (desired 0) keeps 2, not 0.
+    assert saturation_v1_targets(obs([zero, pending], [rep("a", "z", 0.95, 9)]), CFG) == {"z": 2, "p": 3}
+    # Alone, desired 0 does not mark a transition: the analysis runs and scales "z" up.
+    assert saturation_v1_targets(obs([zero], [rep("a", "z", 0.95, 9), rep("b", "z", 0.9, 0)]), CFG) == {"z": 3}
+
+
+def test_v1_rules_per_release_reporting_pods_or_current_count() -> None:
+    """WVA v0.5 ``internal/saturation/analyzer.go`` counts pods reporting metrics (transition when that
+    differs from the current count, and the base to scale from); latest ``internal/saturationv1``
+    tests pending replicas and scales from the current count. Both are selectable."""
+    v = VariantInfo("v", current=3, ready=3)
+    two_report = obs([v], [rep("a", "v", 0.95, 9), rep("b", "v", 0.9, 9)])
+    latest = decide_v1(two_report, CFG, V1Rules.LATEST)
+    assert latest.targets == {"v": 4} and latest.action == "scale-up"
+    old = decide_v1(two_report, CFG, V1Rules.V0_5)
+    assert old.in_transition and old.targets == {"v": 3} and "pods reporting metrics" in old.reason
+    # v0.5 with every pod reporting: base = reporting pods (3) -> 4, as latest.
+    all_report = obs([v], [rep(p, "v", 0.95, 9) for p in "abc"])
+    assert decide_v1(all_report, CFG, V1Rules.V0_5).targets == {"v": 4}
+    # latest ignores a missing report but stops on a pending replica; v0.5 does not look at pending.
+    starting = VariantInfo("v", current=3, ready=2)
+    assert decide_v1(obs([starting], [rep(p, "v", 0.95, 9) for p in "abc"]), CFG).in_transition
+    v05 = decide_v1(obs([starting], [rep(p, "v", 0.95, 9) for p in "abc"]), CFG, V1Rules.V0_5)
+    # v0.5 runs the analysis, but the +1 still skips a variant with a pending replica.
+    assert not v05.in_transition and v05.analysis is not None and v05.targets == {"v": 3}
+
+
+def test_v1_analysis_says_which_pods_are_saturated_and_the_spare_values() -> None:
+    """WVA ``internal/saturationv1/analyzer.go`` (``AnalyzeModelSaturation``): the analysis names the
+    saturated pods and the spare KV and queue of each non-saturated pod behind the averages."""
+    replicas = [rep("p1", "v", 0.85, 0), rep("p2", "v", 0.5, 1), rep("p3", "v", 0.3, 6), rep("p4", "v", 0.7, 2)]
+    a = analyze_v1(replicas, CFG)
+    assert a.saturated_pods == ("p1", "p3")
+    assert dict(a.spare_kv) == pytest.approx({"p2": 0.3, "p4": 0.1})
+    assert dict(a.spare_queue) == {"p2": 4.0, "p4": 3.0}
+    assert a.avg_spare_kv == pytest.approx(0.2) and a.avg_spare_queue == pytest.approx(3.5)
+    d = decide_v1(obs([VariantInfo("v", current=4, ready=4)], replicas), CFG)
+    assert d.analysis == a and d.action == "none"
+    assert "2 saturated (p1, p3)" in d.reason and "average spare KV 0.200" in d.reason
 
 
 def test_v1_clamps_to_max() -> None:

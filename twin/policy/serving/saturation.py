@@ -1,5 +1,6 @@
-"""Saturation autoscaling: V1 (percentage/spare, semantics 3.3), V2 (token capacity, 3.4), the cost-aware
-optimizer and the scale-to-zero enforcer.
+"""Saturation autoscaling: the shared config, V2 (token capacity, semantics 3.4), the cost-aware
+optimizer, the scale-to-zero enforcer and the GPU limiter. V1 (percentage/spare, 3.3) is in
+:mod:`twin.policy.serving.saturation_v1`.
 
 All functions take one model's :class:`ModelObservation` and return target replicas per variant name.
 """
@@ -51,82 +52,17 @@ class ScaleToZeroConfig:
     keep_while_queued: bool = True
 
 
-def _clamp(v: VariantInfo, n: int) -> int:
+def clamp_replicas(v: VariantInfo, n: int) -> int:
     return min(max(n, v.min_replicas), v.max_replicas)
 
 
-def _by_cost_asc(variants: list[VariantInfo]) -> list[VariantInfo]:
+def by_cost_asc(variants: list[VariantInfo]) -> list[VariantInfo]:
     return sorted(variants, key=lambda v: (v.cost, v.name))
 
 
-def _by_cost_desc(variants: list[VariantInfo]) -> list[VariantInfo]:
+def by_cost_desc(variants: list[VariantInfo]) -> list[VariantInfo]:
     # Two stable sorts: cost descending, ties by name descending (WVA's order for scale-down).
     return sorted(sorted(variants, key=lambda v: v.name, reverse=True), key=lambda v: -v.cost)
-
-
-# ---------------------------------------------------------------- V1
-
-
-@dataclass(frozen=True, slots=True)
-class V1Analysis:
-    saturated: int
-    non_saturated: int
-    avg_spare_kv: float
-    avg_spare_queue: float
-    should_scale_up: bool
-    scale_down_safe: bool
-
-
-def analyze_v1(replicas: list[ReplicaMetrics], cfg: SaturationConfig) -> V1Analysis:
-    """Semantics 3.3 steps 1-5 over all replicas of all variants of one model."""
-    non_sat = [
-        r for r in replicas if not (r.kv_usage >= cfg.kv_cache_threshold or r.waiting >= cfg.queue_length_threshold)
-    ]
-    n = len(non_sat)
-    spare_kv = sum(cfg.kv_cache_threshold - r.kv_usage for r in non_sat) / n if n else 0.0
-    spare_q = sum(cfg.queue_length_threshold - r.waiting for r in non_sat) / n if n else 0.0
-    up = spare_kv < cfg.kv_spare_trigger or spare_q < cfg.queue_spare_trigger
-    safe = False
-    if n >= 2:
-        # The load of n pods carried by n-1: L = (threshold - spare) * n/(n-1).
-        load_kv = (cfg.kv_cache_threshold - spare_kv) * n / (n - 1)
-        load_q = (cfg.queue_length_threshold - spare_q) * n / (n - 1)
-        safe = (cfg.kv_cache_threshold - load_kv) >= cfg.kv_spare_trigger and (
-            cfg.queue_length_threshold - load_q
-        ) >= cfg.queue_spare_trigger
-    return V1Analysis(len(replicas) - n, n, spare_kv, spare_q, up, safe)
-
-
-def saturation_v1_targets(obs: ModelObservation, cfg: SaturationConfig) -> dict[str, int]:
-    """Semantics 3.3 step 6 (latest code): at most +-1 replica per model per cycle.
-
-    With no replica reporting metrics the analysis cannot run and targets stay at the current
-    counts (WVA skips the model; the safety net re-emits the previous value).
-    """
-    variants = list(obs.variants)
-    current = {v.name: v.current for v in variants}
-    in_transition = any((v.desired is not None and v.desired != 0 and v.desired != v.current) for v in variants) or any(
-        v.pending > 0 for v in variants
-    )
-    if in_transition:
-        return {
-            v.name: (v.desired if v.desired is not None and v.desired != v.current else v.current) for v in variants
-        }
-    if not obs.replicas:
-        return current
-    analysis = analyze_v1(list(obs.replicas), cfg)
-    targets = dict(current)
-    if analysis.should_scale_up:
-        for v in _by_cost_asc(variants):
-            if v.pending == 0:
-                targets[v.name] = v.current + 1
-                break
-    elif analysis.scale_down_safe:
-        for v in _by_cost_desc(variants):
-            if v.current > 1:
-                targets[v.name] = v.current - 1
-                break
-    return {v.name: _clamp(v, targets[v.name]) for v in variants}
 
 
 # ---------------------------------------------------------------- V2
