@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from twin.errors import TwinInputError
@@ -12,6 +14,7 @@ from twin.policy.serving.saturation import (
     ScaleToZeroConfig,
     derived_k2,
     enforce_scale_to_zero,
+    scheduler_queue_demand,
 )
 from twin.policy.serving.saturation_v1 import V1Rules, analyze_v1, decide_v1, saturation_v1_targets
 
@@ -164,6 +167,67 @@ def test_v2_dead_band_and_scale_down() -> None:
     assert an.targets(obs([v], quiet)) == {"v": 1}
     band = [rep(f"p{i}", "v", 0.6, 0, num_gpu_blocks=1000, input_tokens=100, output_tokens=100) for i in range(4)]
     assert an.targets(obs([v], band)) == {"v": 4}  # D/supply = 0.75: inside 0.70..0.85
+
+
+def test_v2_zero_replica_capacity_is_bounded_by_a_compatible_live_variant_and_its_own_kv() -> None:
+    """WVA ``internal/engines/analyzers/saturation_v2/analyzer.go`` (capacity of a variant with no
+    replica): the deployment-derived k2 (``max_num_batched_tokens`` with no token data), bounded by
+    its own KV capacity ``floor(C·kvCacheThreshold)`` and by a live compatible variant's capacity
+    (same accelerator, GPU count and engine settings). It is never 0, so it can be scaled up."""
+    live = VariantInfo("live", accelerator="H100", cost=10, current=1, ready=1, max_num_seqs=256)
+    idle = VariantInfo("idle", accelerator="H100", cost=5, current=0, ready=0, max_num_seqs=256, kv_cache_tokens=20000)
+    other = VariantInfo("other", accelerator="A100", cost=5, current=0, ready=0, max_num_seqs=256)
+    r = rep("a", "live", 0.5, 0, num_gpu_blocks=1000, input_tokens=500, output_tokens=200)  # k1 = 12800
+    an = SaturationV2Analyzer()
+    caps = {c.name: c for c in an.analyze(obs([live, idle, other], [r], input_tokens=500, output_tokens=200)).variants}
+    assert caps["live"].per_replica_capacity == 12800  # derived k2 = 256*600 = 153600 > k1
+    # idle: derived 153600, own k1 floor(20000*0.8) = 16000, compatible live 12800 -> 12800
+    assert caps["idle"].per_replica_capacity == 12800
+    # other (A100): not compatible, no KV size given -> the derived k2 itself
+    assert caps["other"].per_replica_capacity == derived_k2(other, 500, 200)
+    # No token data yet: max_num_batched_tokens (8192), then the same bounds.
+    fresh = SaturationV2Analyzer()
+    assert fresh.zero_replica_capacity(other, obs([other], []), {}) == 8192.0
+    small = VariantInfo("small", current=0, ready=0, kv_cache_tokens=5000)
+    assert fresh.zero_replica_capacity(small, obs([small], []), {}) == 4000.0  # floor(5000 * 0.8)
+    # With the queue demand, the zero-replica variant gets replicas (cheapest per token).
+    busy = obs([idle], [], input_tokens=500, output_tokens=200, scheduler_queue_size=40)
+    assert SaturationV2Analyzer().targets(busy) == {"idle": math.ceil(40 * 700 / 0.85 / 16000)}
+
+
+def test_v2_scheduler_queue_demand_uses_bytes_prefix_hits_and_output() -> None:
+    """WVA ``internal/engines/analyzers/saturation_v2/analyzer.go`` (scheduler-queue demand, from the
+    EPP's ``inference_extension_flow_control_queue_size``/``_queue_bytes``):
+    ``max(queue_bytes/4, queue_size·I)·(1 − prefix_cache_hit_rate) + queue_size·O``."""
+    v = VariantInfo("v", current=1, ready=1)
+    r = rep("a", "v", 0.0, 0, num_gpu_blocks=1000, input_tokens=100, output_tokens=50)
+    base = {"input_tokens": 100.0, "output_tokens": 50.0, "scheduler_queue_size": 4}
+    # bytes/4 = 1000 > 4·100: the bytes win; half the prompt tokens are cached.
+    o = obs([v], [r], scheduler_queue_bytes=4000.0, prefix_cache_hit_rate=0.5, **base)
+    assert scheduler_queue_demand(o) == pytest.approx(1000 * 0.5 + 4 * 50)
+    assert SaturationV2Analyzer().analyze(o).demand == pytest.approx(700.0)
+    # Few bytes: queue_size·I wins; no hits.
+    assert scheduler_queue_demand(obs([v], [r], scheduler_queue_bytes=40.0, **base)) == pytest.approx(400 + 200)
+
+
+def test_sim_router_reports_queue_bytes_and_prefix_hit_rate() -> None:
+    """The simulated gateway reports its queue in bytes (4 per prompt token) and the prefix-cache hit
+    rate (0: the simulated engines have no prefix cache); the variant carries its KV capacity."""
+    import numpy as np
+
+    from twin.policy.serving import get_autoscaler
+    from twin.sim.serving import EngineConfig, ServingConfig, ServingSim, VariantConfig, run_until
+    from twin.sim.serving_traffic import Trace
+
+    engine = EngineConfig(8.0, 0.03, 0.0003, num_gpu_blocks=1000, block_size=16)
+    cfg = ServingConfig("m", (VariantConfig("v", engine, initial_replicas=0, min_replicas=0, max_replicas=1),))
+    tr = Trace(np.array([1.0, 2.0]), np.array([300, 500]), np.array([20, 20]))
+    sim = ServingSim(cfg, tr, get_autoscaler("saturation-v2"), duration_s=100)
+    sim.start()
+    run_until(sim.env, 3.0)  # both requests wait in the gateway: the replica is still starting
+    o = sim.observe()
+    assert (o.scheduler_queue_size, o.scheduler_queue_bytes, o.prefix_cache_hit_rate) == (2, 3200.0, 0.0)
+    assert o.variants[0].kv_cache_tokens == 16000
 
 
 def test_v2_keeps_cheapest_at_one_only_if_alone() -> None:

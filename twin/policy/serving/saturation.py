@@ -68,6 +68,7 @@ def by_cost_desc(variants: list[VariantInfo]) -> list[VariantInfo]:
 # ---------------------------------------------------------------- V2
 
 K2_HISTORY_WINDOW = 10
+BYTES_PER_TOKEN = 4.0  # WVA's estimate of prompt tokens from the queue's bytes
 
 
 def output_bucket(output_tokens: float) -> str:
@@ -139,32 +140,69 @@ class SaturationV2Analyzer:
 
     def analyze(self, obs: ModelObservation) -> V2Analysis:
         cfg = self.config
+        pairs = {v.name: [self._replica_capacity(v, r, obs.key) for r in obs.replicas_of(v.name)] for v in obs.variants}
+        live: dict[str, float] = {}
+        for v in obs.variants:
+            if pairs[v.name]:
+                live[v.name] = float(statistics.median(c for c, _ in pairs[v.name]))
+                self._stored_capacity[f"{obs.key}|{v.name}"] = live[v.name]
         caps: list[VariantCapacity] = []
         for v in obs.variants:
-            reps = obs.replicas_of(v.name)
-            pairs = [self._replica_capacity(v, r, obs.key) for r in reps]
-            demand = sum(d for _, d in pairs)
-            stored_key = f"{obs.key}|{v.name}"
-            if pairs:
-                prc = float(statistics.median(c for c, _ in pairs))
-                self._stored_capacity[stored_key] = prc
-            else:
-                prc = self._stored_capacity.get(stored_key, 0.0)
+            prc = live.get(v.name)
+            if prc is None:
+                prc = self._stored_capacity.get(f"{obs.key}|{v.name}", 0.0)
                 if prc == 0.0:
-                    prc = derived_k2(v, obs.input_tokens, obs.output_tokens)
-            supply = len(pairs) * prc  # latest: reporting instances
+                    prc = self.zero_replica_capacity(v, obs, live)
+            reps = pairs[v.name]
+            supply = len(reps) * prc  # latest: reporting instances
             anticipated = v.current * prc  # ready + pending
-            caps.append(VariantCapacity(v.name, prc, supply, anticipated, demand))
-        queue_demand = obs.scheduler_queue_size * (obs.input_tokens + obs.output_tokens)
-        demand = sum(c.demand for c in caps) + queue_demand
+            caps.append(VariantCapacity(v.name, prc, supply, anticipated, sum(d for _, d in reps)))
+        demand = sum(c.demand for c in caps) + scheduler_queue_demand(obs)
         supply = sum(c.supply for c in caps)
         anticipated = sum(c.anticipated for c in caps)
         rc = max(0.0, demand / cfg.scale_up_threshold - anticipated)
         sc = max(0.0, supply - demand / cfg.scale_down_boundary)
         return V2Analysis(tuple(caps), demand, supply, anticipated, rc, sc)
 
+    def zero_replica_capacity(self, v: VariantInfo, obs: ModelObservation, live: Mapping[str, float]) -> float:
+        """Capacity of a variant with no reporting replica and no stored record (semantics 3.4).
+
+        The deployment-derived k2 (``max_num_batched_tokens`` when there is no token data yet), bounded
+        by the variant's own KV capacity ``floor(C·kvCacheThreshold)`` and by the capacity of a live
+        compatible variant (same accelerator, GPU count and engine settings; the first by name).
+        """
+        if obs.input_tokens + obs.output_tokens > 0:
+            cap = derived_k2(v, obs.input_tokens, obs.output_tokens)
+        else:
+            cap = float(v.max_num_batched_tokens)
+        if v.kv_cache_tokens > 0:
+            cap = min(cap, float(math.floor(v.kv_cache_tokens * self.config.kv_cache_threshold)))
+        for u in sorted(obs.variants, key=lambda u: u.name):
+            if u.name in live and u.name != v.name and _compatible(u, v):
+                cap = min(cap, live[u.name])
+                break
+        return cap
+
     def targets(self, obs: ModelObservation) -> dict[str, int]:
         return cost_aware_optimize(obs, self.analyze(obs))
+
+
+def _compatible(a: VariantInfo, b: VariantInfo) -> bool:
+    """Same accelerator, GPU count and engine settings (max-num-seqs, max-num-batched-tokens)."""
+    return (a.accelerator, a.gpus_per_replica, a.max_num_seqs, a.max_num_batched_tokens) == (
+        b.accelerator,
+        b.gpus_per_replica,
+        b.max_num_seqs,
+        b.max_num_batched_tokens,
+    )
+
+
+def scheduler_queue_demand(obs: ModelObservation) -> float:
+    """Tokens waiting in the gateway's flow-control queue (semantics 3.4, model level):
+    ``max(queue_bytes/4, queue_size·I)·(1 − prefix_hit_rate) + queue_size·O``."""
+    hit = min(max(obs.prefix_cache_hit_rate, 0.0), 1.0)
+    prompt = max(obs.scheduler_queue_bytes / BYTES_PER_TOKEN, obs.scheduler_queue_size * obs.input_tokens)
+    return prompt * (1.0 - hit) + obs.scheduler_queue_size * obs.output_tokens
 
 
 def cost_aware_optimize(obs: ModelObservation, analysis: V2Analysis) -> dict[str, int]:
