@@ -31,6 +31,10 @@ class ReplicaMetrics:
     block_size: int = 16
     input_tokens: float = 0.0
     output_tokens: float = 0.0
+    # Queueing-model analyzer inputs: the EPP's dispatch rate to this pod (req/s) and its mean TTFT/ITL (ms).
+    arrival_rate: float = 0.0
+    ttft_ms: float = 0.0
+    itl_ms: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
