@@ -20,6 +20,7 @@ from twin.spec.kube import Deployment, Job, ObjectMeta, Pod, ReplicaSet, Statefu
 from twin.spec.tensorfusion import (
     GPU,
     TF_API_VERSION,
+    AutoSetResources,
     GPUNode,
     GPUPool,
     GPUResourceQuota,
@@ -293,6 +294,24 @@ def _yaml_documents(text: str, source: str) -> Iterator[tuple[int, yaml.Node | N
         loader.dispose()
 
 
+def _ignored_go_values(
+    model: BaseModel, loc: tuple[int | str, ...]
+) -> Iterator[tuple[tuple[int | str, ...], str, object]]:
+    """(path, field alias, value) of every autoSetResources setting TensorFusion would ignore."""
+    if isinstance(model, AutoSetResources):
+        for key, value in model.ignored:
+            yield loc, key, value
+    for name, info in type(model).model_fields.items():
+        value = getattr(model, name)
+        key = info.alias or name
+        if isinstance(value, BaseModel):
+            yield from _ignored_go_values(value, (*loc, key))
+        elif isinstance(value, tuple):
+            for i, item in enumerate(value):
+                if isinstance(item, BaseModel):
+                    yield from _ignored_go_values(item, (*loc, key, i))
+
+
 def _line_of(node: yaml.Node | None, loc: Sequence[int | str]) -> int | None:
     """The line of the deepest key on ``loc`` that exists in the YAML tree (1-based)."""
     line = node.start_mark.line + 1 if node is not None else None
@@ -422,6 +441,19 @@ class _Builder:
             self.bundle.warnings.append(SpecWarning("object has no metadata.name", file, obj, "metadata.name", line))
         self._store(kind, parsed, obj, name, namespace)
         self._warn_annotations(parsed, file, obj, node)
+        has_autoscaling = isinstance(parsed, (WorkloadProfile, TensorFusionWorkload, SchedulingConfigTemplate))
+        for loc, key, value in _ignored_go_values(parsed, ()) if has_autoscaling else ():
+            sub = (*loc, key)
+            self.bundle.warnings.append(
+                SpecWarning(
+                    f"{value!r} is not a Go float (strconv.ParseFloat): TensorFusion ignores it and keeps "
+                    'the default; write a plain number such as "0.95"',
+                    file,
+                    obj,
+                    field_path(sub),
+                    _line_of(node, sub),
+                )
+            )
 
     def _store(self, kind: str, parsed: BaseModel, obj: str, name: str, namespace: str) -> None:
         b = self.bundle
