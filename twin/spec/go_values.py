@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
+
+from pydantic import BaseModel
 
 # Go float literal syntax as ParseFloat accepts it (decimal; hex mantissa with a binary exponent).
 _DECIMAL = re.compile(r"[+-]?(?:\d+(?:_\d+)*(?:\.(?:\d+(?:_\d+)*)?)?|\.\d+(?:_\d+)*)(?:[eE][+-]?\d+(?:_\d+)*)?")
@@ -58,3 +61,23 @@ def parse_go_float(raw: object) -> GoParse:
         return GoParse(None, True)
     value = float(raw)
     return GoParse(value) if math.isfinite(value) else GoParse(None, True)
+
+
+def ignored_go_values(
+    model: BaseModel, loc: tuple[int | str, ...] = ()
+) -> Iterator[tuple[tuple[int | str, ...], str, object]]:
+    """(path, field alias, value) of every Go-float setting in ``model`` that TensorFusion would ignore.
+
+    Models that parse Go floats list what they dropped in an ``ignored`` property of (alias, value).
+    """
+    for key, value in getattr(model, "ignored", ()):
+        yield loc, key, value
+    for name, info in type(model).model_fields.items():
+        value = getattr(model, name)
+        key = info.alias or name
+        if isinstance(value, BaseModel):
+            yield from ignored_go_values(value, (*loc, key))
+        elif isinstance(value, tuple):
+            for i, item in enumerate(value):
+                if isinstance(item, BaseModel):
+                    yield from ignored_go_values(item, (*loc, key, i))

@@ -16,11 +16,11 @@ from twin.resources import QuotaSpec, Resource
 from twin.spec import annotations as A
 from twin.spec.annotation_values import parse_annotation_values
 from twin.spec.base import field_path
+from twin.spec.go_values import ignored_go_values
 from twin.spec.kube import Deployment, Job, ObjectMeta, Pod, ReplicaSet, StatefulSet
 from twin.spec.tensorfusion import (
     GPU,
     TF_API_VERSION,
-    AutoSetResources,
     GPUNode,
     GPUPool,
     GPUResourceQuota,
@@ -294,24 +294,6 @@ def _yaml_documents(text: str, source: str) -> Iterator[tuple[int, yaml.Node | N
         loader.dispose()
 
 
-def _ignored_go_values(
-    model: BaseModel, loc: tuple[int | str, ...]
-) -> Iterator[tuple[tuple[int | str, ...], str, object]]:
-    """(path, field alias, value) of every autoSetResources setting TensorFusion would ignore."""
-    if isinstance(model, AutoSetResources):
-        for key, value in model.ignored:
-            yield loc, key, value
-    for name, info in type(model).model_fields.items():
-        value = getattr(model, name)
-        key = info.alias or name
-        if isinstance(value, BaseModel):
-            yield from _ignored_go_values(value, (*loc, key))
-        elif isinstance(value, tuple):
-            for i, item in enumerate(value):
-                if isinstance(item, BaseModel):
-                    yield from _ignored_go_values(item, (*loc, key, i))
-
-
 def _line_of(node: yaml.Node | None, loc: Sequence[int | str]) -> int | None:
     """The line of the deepest key on ``loc`` that exists in the YAML tree (1-based)."""
     line = node.start_mark.line + 1 if node is not None else None
@@ -442,7 +424,7 @@ class _Builder:
         self._store(kind, parsed, obj, name, namespace)
         self._warn_annotations(parsed, file, obj, node)
         has_autoscaling = isinstance(parsed, (WorkloadProfile, TensorFusionWorkload, SchedulingConfigTemplate))
-        for loc, key, value in _ignored_go_values(parsed, ()) if has_autoscaling else ():
+        for loc, key, value in ignored_go_values(parsed) if has_autoscaling else ():
             sub = (*loc, key)
             self.bundle.warnings.append(
                 SpecWarning(
