@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from twin.errors import TwinInputError
 from twin.policy.serving.observation import ModelObservation, ReplicaMetrics, VariantInfo, group_by_model
@@ -280,3 +282,36 @@ def test_gpu_limiter_grants_whole_replicas_by_spare_kv_then_cost() -> None:
     # "small" (least spare KV) takes 2 GPUs; "big" wants 4 GPUs, gets 3 -> one whole 2-GPU replica
     assert out == {("b|ns", "small"): 4, ("a|ns", "big"): 2, ("c|ns", "down"): 4}
     assert limit_scale_ups(reqs, available_gpus=0)[("b|ns", "small")] == 2
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 4), st.integers(0, 4), st.integers(0, 5), st.floats(1, 20)), min_size=1, max_size=3
+    ),
+    st.lists(st.tuples(st.integers(0, 2), st.floats(0, 1), st.integers(0, 9)), max_size=8),
+    st.sampled_from(list(V1Rules)),
+)
+def test_v1_moves_at_most_one_replica_and_never_zeroes_a_desired_zero_variant(
+    shapes: list[tuple[int, int, int, float]], pods: list[tuple[int, float, int]], rules: V1Rules
+) -> None:
+    """Semantics 3.3 step 6 as an invariant, for both releases: at most one variant changes, by at
+    most one replica from its base, within min/max; a desired count of 0 never becomes a target of 0
+    for a variant that has replicas (desired 0 means "not set")."""
+    variants = [
+        VariantInfo(f"v{i}", cost=cost, current=cur, ready=min(ready, cur), desired=des, min_replicas=0, max_replicas=9)
+        for i, (cur, ready, des, cost) in enumerate(shapes)
+    ]
+    reps = [rep(f"p{k}", f"v{min(i, len(variants) - 1)}", kv, q) for k, (i, kv, q) in enumerate(pods)]
+    d = decide_v1(obs(variants, reps), CFG, rules)
+    if d.in_transition:
+        for v in variants:
+            assert d.targets[v.name] == (v.desired if v.desired and v.desired != v.current else v.current)
+        return
+    changed = [v for v in variants if d.targets[v.name] != v.current]
+    base = {
+        v.name: (len([r for r in reps if r.variant == v.name]) if rules is V1Rules.V0_5 else v.current)
+        for v in variants
+    }
+    assert len([v for v in variants if d.targets[v.name] != base[v.name]]) <= 1
+    for v in changed:
+        assert abs(d.targets[v.name] - base[v.name]) <= 1 and 0 <= d.targets[v.name] <= 9
