@@ -123,6 +123,9 @@ def test_shared_prefixes_hit_the_prefix_cache() -> None:
     rep = cached.replicas["v"][0]
     assert rep.prefix_lookups == 200 and rep.prefix_hits >= 190  # 4 prefixes: only the first of each misses
     assert plain.replicas["v"][0].prefix_lookups == 0
+    # The gateway's view for saturation-v2: hits over lookups.
+    assert cached.observe().prefix_cache_hit_rate == rep.prefix_hits / 200
+    assert plain.observe().prefix_cache_hit_rate == 0.0
     assert (cached.status == 1).all() and (plain.status == 1).all()
     assert ttft_cached < 0.5 * ttft_plain  # 1792 of 2000 prompt tokens are not computed again
 

@@ -36,6 +36,7 @@ from twin.policy.serving.hpa import HPAController, HPASpec, KedaScaler, MetricSi
 from twin.policy.serving.inferno import AcceleratorPerf
 from twin.policy.serving.observation import ModelObservation, ReplicaMetrics, VariantInfo
 from twin.policy.serving.queue_model import SizeTargets
+from twin.policy.serving.saturation import BYTES_PER_TOKEN
 from twin.policy.serving.step_model import BatchShape, StepModel, chunk_attention_pairs
 from twin.sim.serving_traffic import Trace
 
@@ -683,6 +684,7 @@ class ServingSim:
                     gpus_per_replica=v.gpus_per_replica,
                     max_num_seqs=e.max_num_seqs,
                     max_num_batched_tokens=e.max_num_batched_tokens,
+                    kv_cache_tokens=e.num_gpu_blocks * e.block_size if e.expose_cache_config else 0,
                     perf=perf,
                     targets=SizeTargets(ttft_ms=cfg.slo_ttft_ms, itl_ms=cfg.slo_itl_ms),
                 )
@@ -697,8 +699,18 @@ class ServingSim:
             output_tokens=o_avg,
             success_in_retention=(retention[1] if retention else None),
             scheduler_queue_size=len(self.epp_queue),
+            # The gateway's queue in bytes (4 per prompt token, WVA's own conversion), and the engines'
+            # prefix-cache hit rate (0 without shared prefixes or with prefix caching off).
+            scheduler_queue_bytes=BYTES_PER_TOKEN * sum(seq.inp for seq in self.epp_queue),
+            prefix_cache_hit_rate=self._prefix_hit_rate(),
             variant_arrival=self._variant_rates(),
         )
+
+    def _prefix_hit_rate(self) -> float:
+        """Prefix-cache hits over lookups, summed over the ready replicas (since they started)."""
+        ready = self._ready()
+        lookups = sum(r.prefix_lookups for r in ready)
+        return sum(r.prefix_hits for r in ready) / lookups if lookups else 0.0
 
     def _variant_rates(self) -> dict[str, float]:
         """Per-variant completion rate over the last minute (sum over the variant's pods)."""
