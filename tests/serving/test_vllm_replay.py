@@ -185,3 +185,16 @@ def test_calibration_reads_the_llama_runs_only(tmp_path: Path) -> None:
     assert (with_validation, loss) == (without, loss_without)
     # And the shipped defaults are the optimum of the shipped grid on that corner of it.
     assert (with_validation.compute, with_validation.memory) == (Efficiency().compute, Efficiency().memory)
+
+
+def test_bench_reports_progress_until_every_request_is_done() -> None:
+    from twin.hardware import default_catalog
+    from twin.sim.serving_bench import closed_loop_bench
+    from twin.sim.serving_replay import EngineSetup
+    from twin.spec.hf_config import resolve_model
+
+    calls: list[tuple[int, int]] = []
+    setup = EngineSetup(resolve_model("Llama-3.1-8B"), default_catalog().get("L4"))
+    closed_loop_bench(setup, 200, 200, 4, 400, progress=lambda done, total: calls.append((done, total)))
+    assert calls[-1] == (400, 400) and len(calls) > 1
+    assert all(a[0] <= b[0] for a, b in zip(calls, calls[1:], strict=False))

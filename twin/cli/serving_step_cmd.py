@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +76,22 @@ def derived_params(
     )
 
 
+@contextmanager
+def _progress(label: str) -> Iterator[Callable[[int, int], None]]:
+    """A rich progress bar on stderr (hidden when it is not a terminal): requests finished of all."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    console = Console(stderr=True)
+    with Progress(console=console, disable=not console.is_terminal, transient=True) as bar:
+        task = bar.add_task(label, total=None)
+
+        def tick(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield tick
+
+
 def _finite(value: Any) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else None
@@ -98,7 +116,9 @@ def replay(run_dir: str, model_config: str | None, gpu: str | None, as_json: boo
     from twin.spec.vllm_run import load_vllm_run
 
     run = load_vllm_run(Path(run_dir))
-    res = run_replay(run, setup_for_run(run, gpu, model_config))
+    setup = setup_for_run(run, gpu, model_config)
+    with _progress("replaying") as tick:
+        res = run_replay(run, setup, tick)
     if as_json:
         click.echo(json.dumps({"real": _finite(res["real"]), "simulated": _finite(res["simulated"])}))
         return
@@ -173,7 +193,8 @@ def bench(
         max_num_batched_tokens=max_num_batched_tokens,
         gpu_memory_utilization=gmu,
     )
-    result = closed_loop_bench(setup, input_tokens, output_tokens, concurrency, requests).as_dict()
+    with _progress("benchmarking") as tick:
+        result = closed_loop_bench(setup, input_tokens, output_tokens, concurrency, requests, tick).as_dict()
     if as_json:
         click.echo(json.dumps(_finite(result)))
         return

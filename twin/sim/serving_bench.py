@@ -7,6 +7,7 @@ and output tokens per second over the whole run. Runs on the serving simulation'
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,7 +57,12 @@ class BenchResult:
 
 
 def closed_loop_bench(
-    setup: EngineSetup, input_tokens: int, output_tokens: int, concurrency: int, requests: int | None = None
+    setup: EngineSetup,
+    input_tokens: int,
+    output_tokens: int,
+    concurrency: int,
+    requests: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> BenchResult:
     """``requests`` (default ``10 * concurrency``) requests of fixed lengths from ``concurrency`` clients."""
     n = 10 * concurrency if requests is None else requests
@@ -70,7 +76,7 @@ def closed_loop_bench(
         pass
 
     _Bench.concurrency = concurrency
-    sim, _ = run_engine(setup, trace, sim_cls=_Bench)
+    sim, _ = run_engine(setup, trace, sim_cls=_Bench, progress=progress)
     done = sim.status == DONE
     if not done.all():
         raise TwinInputError(

@@ -8,7 +8,7 @@ step model's defaults (fitted on the Llama-3.1-8B runs only) unless given.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ from twin.errors import TwinInputError
 from twin.hardware import HardwareProfile, default_catalog
 from twin.policy.serving.autoscalers import get_autoscaler
 from twin.policy.serving.step_model import Efficiency, GpuSpec, StepModel
-from twin.sim.serving import DONE, EngineConfig, ServingConfig, ServingSim, VariantConfig
+from twin.sim.serving import DONE, PENDING, EngineConfig, ServingConfig, ServingSim, VariantConfig
 from twin.sim.serving_traffic import Trace
 from twin.spec.hf_config import ModelArch, resolve_model
 from twin.spec.vllm_run import VllmRun
@@ -107,9 +107,13 @@ class TrajectoryRecorder:
 
 
 def run_engine(
-    setup: EngineSetup, trace: Trace, sim_cls: type[ServingSim] = ServingSim
+    setup: EngineSetup,
+    trace: Trace,
+    sim_cls: type[ServingSim] = ServingSim,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[ServingSim, list[tuple[float, int, int]]]:
-    """Run ``trace`` through the deployment until every request finished; the sim and its trajectory."""
+    """Run ``trace`` through the deployment until every request finished; the sim and its trajectory.
+    ``progress(done, total)`` is called after every simulated slice."""
     config = setup.serving_config()
     sim = sim_cls(config, trace, get_autoscaler("static", replicas=setup.replicas), duration_s=MAX_SIM_S)
     sim.start()
@@ -119,6 +123,8 @@ def run_engine(
     while t < MAX_SIM_S:
         t += SLICE_S
         sim.env.run(until=t)
+        if progress is not None:
+            progress(int(np.count_nonzero(sim.status != PENDING)), len(trace))
         if t > last_arrival and _idle(sim):
             break
     return sim, recorder.points
@@ -222,10 +228,10 @@ def trajectory_error(real: np.ndarray, simulated: list[tuple[float, int, int]]) 
     return out
 
 
-def replay(run: VllmRun, setup: EngineSetup) -> dict[str, Any]:
+def replay(run: VllmRun, setup: EngineSetup, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Simulate the run; ``{"real": M, "simulated": M, "trajectory": {...}, "setup": {...}}``."""
     trace = Trace(run.arrival_s, run.input_tokens, run.output_tokens)
-    sim, points = run_engine(setup, trace)
+    sim, points = run_engine(setup, trace, progress=progress)
     done = sim.status == DONE
     end = float(np.nanmax(sim.arrival + sim.e2e)) if done.any() else 0.0
     real_end = float((run.arrival_s + run.e2e_s).max())
