@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import shutil
@@ -197,4 +198,4 @@ def test_bench_reports_progress_until_every_request_is_done() -> None:
     setup = EngineSetup(resolve_model("Llama-3.1-8B"), default_catalog().get("L4"))
     closed_loop_bench(setup, 200, 200, 4, 400, progress=lambda done, total: calls.append((done, total)))
     assert calls[-1] == (400, 400) and len(calls) > 1
-    assert all(a[0] <= b[0] for a, b in zip(calls, calls[1:], strict=False))
+    assert all(a[0] <= b[0] for a, b in itertools.pairwise(calls))
