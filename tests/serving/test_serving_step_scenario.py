@@ -187,3 +187,21 @@ def test_a_request_preempted_during_its_prefill_still_computes_its_whole_prompt(
     assert preempted and all(left > 0 for left in preempted)  # it really was preempted mid-prefill
     assert sum(computed) >= 976 + 3000  # every prompt token computed once; none skipped
     assert sum(computed) < 976 + 3000 + 16  # and the computed part was not computed again
+
+
+def test_derived_parameters_follow_the_traffic_actually_replayed(tmp_path: Path) -> None:
+    path = _write(tmp_path, SCENARIO)
+    scenario = load_serving_scenario(path)
+    long_prompts = Trace(np.zeros(3), np.full(3, 8000, dtype=np.int64), np.full(3, 20, dtype=np.int64))
+    default = serving_config(scenario, tmp_path).variants[0].engine
+    replayed = serving_config(scenario, tmp_path, trace=long_prompts).variants[0].engine
+    assert (replayed.alpha_ms, replayed.beta_ms, replayed.gamma_ms) != (
+        default.alpha_ms,
+        default.beta_ms,
+        default.gamma_ms,
+    )
+    doc = copy.deepcopy(SCENARIO)
+    doc["traffic"] = {"csv": "t.csv", "prefix": {"groups": 2, "tokens": 100}}
+    with pytest.raises(TwinInputError, match="no prefixes") as err:
+        load_serving_scenario(_write(tmp_path, doc))
+    assert err.value.field == "traffic.prefix"

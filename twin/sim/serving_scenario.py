@@ -29,6 +29,7 @@ from twin.policy.serving.step_model import GpuSpec, StepModel
 from twin.policy.serving.step_params import derive_wva_params
 from twin.scenario import apply_override, parse_duration
 from twin.seeding import component_rng
+from twin.sim.azure_trace import AzureTraffic, load_azure_trace, resolve_azure_source, transform_azure_trace
 from twin.sim.serving import EngineConfig, ServingConfig, ServingResult, ServingSim, VariantConfig
 from twin.sim.serving_placement import ClusterPlacer, build_pool, vgpu_request
 from twin.sim.serving_report import summarize, write_plots
@@ -147,6 +148,16 @@ class PrefixDoc(_M):
     tokens: int = Field(ge=1, le=10_000_000)
 
 
+class AzureDoc(_M):
+    """Replay the Azure LLM inference trace 2023 (``code``, ``conv`` or a CSV path of that format)."""
+
+    file: str = Field(min_length=1, max_length=4096)
+    rate_scale: float = Field(1.0, gt=0, le=1000)
+    compress: float = Field(1.0, gt=0, le=1000)
+    loop: bool = False
+    start: Duration = 0.0
+
+
 class Traffic(_M):
     rate: float = Field(0.0, ge=0, description="base requests per second")
     amplitude: float = Field(0.0, ge=0, le=1)
@@ -154,9 +165,16 @@ class Traffic(_M):
     phase: Duration = 0.0
     bursts: list[BurstDoc] = Field(default_factory=list)
     csv: str | None = None
+    azure: AzureDoc | None = None
     input_tokens: Tokens = Field(default_factory=lambda: Tokens.model_validate({"mean": 512}))
     output_tokens: Tokens = Field(default_factory=lambda: Tokens.model_validate({"mean": 256}))
     prefix: PrefixDoc | None = None  # shared prompt prefixes (prefix caching)
+
+    @model_validator(mode="after")
+    def _one_replay(self) -> Traffic:
+        if self.csv is not None and self.azure is not None:
+            raise ValueError("give either csv or azure, not both")
+        return self
 
 
 class HPA(_M):
@@ -252,8 +270,9 @@ def load_serving_scenario(path: Path, overrides: Sequence[str] = ()) -> ServingS
                 field="hpa.behavior." + ".".join(map(str, first["loc"])),
                 value=first.get("input"),
             ) from err
-    if scenario.traffic.csv is not None and scenario.traffic.prefix is not None:
-        raise TwinInputError("a csv trace has no prefixes: drop traffic.prefix", file=file, field="traffic.prefix")
+    replayed = scenario.traffic.csv is not None or scenario.traffic.azure is not None
+    if replayed and scenario.traffic.prefix is not None:
+        raise TwinInputError("a replayed trace has no prefixes: drop traffic.prefix", file=file, field="traffic.prefix")
     for i, v in enumerate(scenario.variants):
         if v.perf is None and v.model is None:
             raise TwinInputError("needs perf, or a model (and gpu) to derive it", file=file, field=f"variants.{i}")
@@ -315,7 +334,11 @@ def _placer(s: ServingScenario, file: str) -> ClusterPlacer | None:
     return ClusterPlacer(state, strategy, templates)
 
 
-def serving_config(s: ServingScenario, base: Path | None = None, file: str = "") -> ServingConfig:
+def serving_config(
+    s: ServingScenario, base: Path | None = None, file: str = "", trace: Trace | None = None
+) -> ServingConfig:
+    """The simulation's configuration; WVA parameters derived from a variant's ``model`` use the mean
+    request of ``trace`` when given (else the traffic's token means)."""
     behavior = hpa_behavior(HPABehaviorDoc.model_validate(s.hpa.behavior) if s.hpa.behavior is not None else None)
     variants = []
     for i, v in enumerate(s.variants):
@@ -325,13 +348,10 @@ def serving_config(s: ServingScenario, base: Path | None = None, file: str = "")
             alpha, beta, gamma = v.perf.alpha, v.perf.beta, v.perf.gamma  # explicit parameters win
         else:
             assert step is not None  # load_serving_scenario checked
-            p = derive_wva_params(
-                step,
-                s.traffic.input_tokens.mean,
-                s.traffic.output_tokens.mean,
-                e.max_num_seqs,
-                e.max_num_batched_tokens,
-            )
+            mean_in, mean_out = s.traffic.input_tokens.mean, s.traffic.output_tokens.mean
+            if trace is not None and len(trace):
+                mean_in, mean_out = float(trace.input_tokens.mean()), float(trace.output_tokens.mean())
+            p = derive_wva_params(step, mean_in, mean_out, e.max_num_seqs, e.max_num_batched_tokens)
             alpha, beta, gamma = p.alpha, p.beta, p.gamma
         blocks = e.num_gpu_blocks
         if blocks is None:
@@ -403,6 +423,11 @@ def serving_config(s: ServingScenario, base: Path | None = None, file: str = "")
 
 def scenario_trace(s: ServingScenario, base: Path, seed: int) -> Trace:
     t = s.traffic
+    if t.azure is not None:
+        a = t.azure
+        spec = AzureTraffic(a.file, a.rate_scale, a.compress, a.loop, a.start)
+        trace = load_azure_trace(resolve_azure_source(a.file, base))
+        return transform_azure_trace(trace, spec, s.duration, component_rng(seed, "serving-traffic"))
     if t.csv is not None:
         trace = load_csv_trace((base / t.csv) if not Path(t.csv).is_absolute() else Path(t.csv))
         keep = trace.arrival_s < s.duration
@@ -449,8 +474,8 @@ def simulate_serving_scenario(
     """Run every autoscaler on one traffic, writing nothing; returns (report, results by label)."""
     path = Path(path)
     scenario = load_serving_scenario(path, overrides)
-    config = serving_config(scenario, path.parent, str(path))
     trace = scenario_trace(scenario, path.parent, seed)
+    config = serving_config(scenario, path.parent, str(path), trace)
     results: dict[str, ServingResult] = {}
     total = len(scenario.autoscalers) * 50
     for i, a in enumerate(scenario.autoscalers):
