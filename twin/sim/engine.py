@@ -28,7 +28,7 @@ from twin.policy.cycle import Preemption, SchedulingCycle
 from twin.policy.isolation import DEFAULT_ERL, ErlParams, up_limit_fraction, vram_oom_reason
 from twin.policy.placement import PlacementResult, PlacementStrategy, get_strategy
 from twin.policy.placement.cpu_only import CpuOnlyAware
-from twin.policy.quota import QuotaStore
+from twin.policy.quota import AdjustRefusal, QuotaStore
 from twin.policy.vertical.loop import AdjustRefused
 from twin.resources import GIB, AllocRequest, GPUPhase, IsolationMode, Resource
 from twin.scenario import LoadedScenario, Scenario
@@ -482,7 +482,7 @@ class Simulation:
         if not w.native:
             verdict = self.quota.check_adjust(old, request, limit)
             if verdict is not None:
-                raise AdjustRefused(verdict.message)
+                raise AdjustRefused(verdict.message, AdjustRefusal.from_verdict(uid, verdict))
         self.integrate()
         self._advance(w, self.env.now)
         self.state.adjust(uid, request, limit)
