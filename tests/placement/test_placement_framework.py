@@ -6,7 +6,7 @@ import pytest
 from placement_helpers import build, req, use
 
 from twin.errors import TwinInputError
-from twin.policy.framework import Code, Profile, QuotaPreFilter, Registry, Status, quota_then_select
+from twin.policy.framework import Code, Profile, QuotaPreFilter, Registry, Status, profile_of, quota_then_select
 from twin.policy.placement import PlacementResult, get_strategy, strategy_names
 from twin.policy.placement.tensorfusion import TensorFusionStrategy
 from twin.policy.quota import QuotaStore
@@ -79,3 +79,22 @@ def test_placement_recommenders_and_autoscalers_share_the_registry_type() -> Non
     assert all(isinstance(r, Registry) for r in (STRATEGIES, AUTOSCALERS, RECOMMENDERS))
     assert STRATEGIES.names() == strategy_names() and "fgd" in strategy_names()
     assert RECOMMENDERS.names() == ["percentile", "cron", "external"]  # their run order
+
+
+@pytest.mark.parametrize("name", ["CompactFirst", "LowLoadFirst", "NodeCompactGPULowLoad", "fgd", "bestfit", "random"])
+def test_each_strategy_is_expressed_as_a_profile_that_places_identically(name: str) -> None:
+    state = build(3, 2)
+    use(state, "n1-gpu0", 30, 10)
+    quota = _tight_quota(40.0)
+    profile = profile_of(get_strategy(name, seed=3) if name == "random" else get_strategy(name), quota)
+    direct = get_strategy(name, seed=3) if name == "random" else get_strategy(name)
+    assert profile.filters[:3] == ("IsolationPolicy", "Phase", "GPUIndex") and profile.score_weights
+    assert [p.name for p in profile.pre_filters] == ["GPUResourceQuota"]
+    for r in (req("a", 8, 2), req("b", 50, 2), req("c", 20, 4, count=2)):
+        mine, theirs = profile.place(state, r), direct.place(state, r, quota)
+        assert (mine.ok, mine.node, mine.gpu_ids, mine.reason) == (
+            theirs.ok,
+            theirs.node,
+            theirs.gpu_ids,
+            theirs.reason,
+        )

@@ -45,6 +45,7 @@ __all__ = [
     "Score",
     "Selector",
     "Status",
+    "profile_of",
     "quota_rejection",
     "quota_then_select",
 ]
@@ -119,7 +120,8 @@ class QueueSort(Protocol):
 class PreFilter(Protocol):
     """Runs once per request before any GPU is looked at (quota, request sanity)."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def pre_filter(self, state: ClusterState, req: AllocRequest) -> Status: ...
 
@@ -231,3 +233,19 @@ class Profile:
             if not status.ok:
                 return PlacementResult.fail(status.reason, unresolvable=status.unresolvable)
         return self.selector.select(state, req)
+
+
+def profile_of(selector: Selector, quota: QuotaStore | None = None) -> Profile:
+    """The profile a strategy runs: GPUResourceQuota, then its filters and weighted scores, then
+    QoS-priority preemption when nothing fits (``twin.policy.cycle``)."""
+    weights = dict(getattr(selector, "score_weights", {}) or {})
+    for name in getattr(selector, "scores", ()):
+        weights.setdefault(name, 1.0)
+    return Profile(
+        name=selector.name,
+        selector=selector,
+        pre_filters=(QuotaPreFilter(quota),) if quota is not None else (),
+        filters=tuple(getattr(selector, "filters", ())),
+        score_weights=weights,
+        post_filter="QoSPriorityPreemption",
+    )

@@ -286,6 +286,11 @@ class PaperStrategy:
 
     filters: ClassVar[tuple[str, ...]] = (*(n for n in FILTER_NAMES if n), "FGDShare")
 
+    @property
+    def scores(self) -> tuple[str, ...]:
+        """The paper policy's node score (FGD: fragmentation delta; BestFit: leftover; ...)."""
+        return (f"{self.policy}-score",)
+
     def place(self, state: ClusterState, req: AllocRequest, quota: QuotaStore | None = None) -> PlacementResult:
         return quota_then_select(self, state, req, quota)
 

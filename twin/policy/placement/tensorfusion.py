@@ -124,6 +124,16 @@ class TensorFusionStrategy:
     filters: ClassVar[tuple[str, ...]] = tuple(n for n in FILTER_NAMES if n)
     scores: ClassVar[tuple[str, ...]] = ("GPUResourcesFit",)
 
+    @property
+    def score_weights(self) -> dict[str, float]:
+        """The node score's VRAM and TFLOPs weights (None: the pool's own, semantics 2.4)."""
+        weights = {"GPUResourcesFit": 1.0}
+        if self.vram_weight is not None:
+            weights["GPUResourcesFit.vram"] = self.vram_weight
+        if self.tflops_weight is not None:
+            weights["GPUResourcesFit.tflops"] = self.tflops_weight
+        return weights
+
     def place(self, state: ClusterState, req: AllocRequest, quota: QuotaStore | None = None) -> PlacementResult:
         return quota_then_select(self, state, req, quota)
 
