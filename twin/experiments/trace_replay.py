@@ -3,18 +3,18 @@
 The FGD paper only fills the cluster up (no pod ever finishes). Here every pod of the trace (or
 of a prefix, ``limit``) is created at its own creation time, waits in a pending queue while no
 node fits it, runs on the node the placement policy picks, and leaves at its deletion time,
-giving its capacity back. Time is SimPy's; placement is the twin's pure policy layer
-(:func:`twin.policy.placement.schedule` over a :class:`twin.state.ClusterState`), with the same
-queue semantics as :mod:`twin.sim.engine`:
+giving its capacity back. The replay is a run of the one engine, :class:`twin.sim.engine.Simulation`
+(a cluster built from the node list, the policy's strategy, no preemption, no quota), so its queue
+and scheduling pass are the shared cycle's (:mod:`twin.policy.cycle`):
 
 * a new pod is tried at once, unless same-signature pods already wait (they go first);
 * whenever a pod leaves, one scheduling pass runs at the end of that instant, in queue order
   (QoS rank, then arrival, then trace order), skipping a signature after its first failure;
 * within one instant, arrivals run before departures (both in trace order), then the pass.
 
-It does not drive :class:`twin.sim.engine.Simulation`: that class builds pools of identical nodes
-from a scenario and binds every worker to GPUs, while the openb cluster is one pool of mixed node
-shapes and 13 % of its pods are CPU-only.
+A pod leaves at its deletion time however long it waited (the pod hooks set its remaining running
+time when it binds). ``twin run`` of a scenario with a ``trace: openb`` workload takes the same pods
+into a scenario's pools instead (twin/experiments/trace_source.py).
 
 Mapping a trace pod onto an :class:`AllocRequest` (docs/trace.md, "Dynamic replay"):
 
@@ -43,7 +43,8 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Final, cast
 
 import numpy as np
@@ -54,9 +55,8 @@ from twin.cluster_desc import ClusterDescription, NodeSpec, build_state
 from twin.errors import TwinInputError
 from twin.experiments.openb import MISSING_TIME, NodeList, PodList
 from twin.hardware import HardwareCatalog, default_catalog
-from twin.policy.cycle import SchedulingCycle
 from twin.policy.fragmentation import ClusterFragmentation
-from twin.policy.placement import PlacementResult, PlacementStrategy, get_strategy
+from twin.policy.placement import PlacementStrategy, get_strategy
 from twin.policy.placement.cpu_only import CpuOnlyAware
 from twin.policy.placement.fgd_measure import (
     MILLI_PER_GPU,
@@ -66,9 +66,11 @@ from twin.policy.placement.fgd_measure import (
     scoring_view,
     typical_pods,
 )
-from twin.policy.queue import Phase, order_key
+from twin.policy.queue import Phase
 from twin.resources import AllocRequest, QoS, Resource
-from twin.sim.kernel import new_environment
+from twin.scenario import LoadedScenario, validate_scenario
+from twin.sim.engine import Simulation
+from twin.sim.workers import SimWorker
 from twin.state import ClusterState, PoolState
 
 POOL: Final = "openb"
@@ -254,26 +256,15 @@ def make_strategy(policy: str, typical: Sequence[TypicalClass], seed: int) -> Pl
 # --- the replay -----------------------------------------------------------------------------------
 
 
-class _Pod:
-    """A replay pod as the scheduling queue sees it (the pod itself is immutable)."""
-
-    __slots__ = ("last_reason", "phase", "pod", "qos", "req", "signature")
-    native = True  # the trace has no namespaces with quotas
-
-    def __init__(self, pod: ReplayPod) -> None:
-        self.pod = pod
-        self.req = pod.request
-        self.qos = pod.request.qos
-        self.signature = pod.signature
-        self.phase = Phase.PENDING
-        self.last_reason = ""
-
-    def order_key(self) -> tuple[int, float, int]:
-        return order_key(self.qos, self.pod.arrive, self.pod.index)
-
-
 class _Replay:
-    """Arrivals, departures and samples on the SimPy clock; scheduling by the shared cycle."""
+    """The replay as a run of the one engine (:class:`twin.sim.engine.Simulation`).
+
+    The engine gets the node list's cluster and the policy's strategy; this driver creates each
+    pod at its arrival time, hears its bind through the pod hooks (where it sets the departure to
+    the pod's deletion time, so a pod that waited runs that much shorter, as in the trace),
+    withdraws it (``Simulation.delete``) if it is still pending at its deletion time, and samples
+    the cluster at the end of each sampling instant.
+    """
 
     def __init__(
         self,
@@ -283,24 +274,45 @@ class _Replay:
         seed: int,
         samples: int,
         progress: ProgressFn | None,
+        catalog: HardwareCatalog,
     ) -> None:
         self.state = state
         self.pods = pods
         self.policy = policy
         self.typical = replay_typical(pods)
-        self.strategy = make_strategy(policy, self.typical, seed)
-        self.env = new_environment()
-        self.cycle: SchedulingCycle[_Pod] = SchedulingCycle(state, {POOL: self.strategy}, self)
+        strategy = make_strategy(policy, self.typical, seed)
         self.horizon = max(p.arrive for p in pods)
+        end = self.horizon + 1e-9 if self.horizon > 0 else 1e-9
+        scenario = validate_scenario(
+            {
+                "name": "trace-replay",
+                "duration": end,
+                "seed": seed,
+                "preemption": False,  # the replay orders by QoS but does not preempt
+                "pools": {POOL: {"hardware": _any_model(state), "count": 0}},
+                "controllers": [{"name": "metrics", "interval": 2 * end}],  # the replay samples itself
+            },
+            file="<trace replay>",
+        )
+        # Every GPU counts compute in milli-GPU: the pool's "capacity" is GPU_CAPACITY.
+        profile = replace(catalog.get(_any_model(state)), fp16_tflops=GPU_CAPACITY)
+        self.sim = Simulation(
+            LoadedScenario(scenario, Path.cwd(), "<trace replay>"),
+            record_events=False,
+            catalog=catalog,
+            cluster=(state, {POOL: profile}),
+            strategies={POOL: strategy},
+        )
+        self.env = self.sim.env
         self.bound_at: dict[int, float] = {}
         self.node_by_pod: dict[str, str] = {}
-        self.failed = 0
         self.withdrawn = 0
         self.arrived = 0
         self.progress = progress
         self.samples: list[Sample] = []
         self.n_samples = samples
         self.frag = _FragProbe(state, self.typical)
+        self._by_uid: dict[str, ReplayPod] = {}
 
     def run(self) -> None:
         for pod in self.pods:
@@ -310,11 +322,15 @@ class _Replay:
         for i in range(self.n_samples + 1):
             ev = self.env.timeout(i * step)
             ev.callbacks.append(self._on_sample)
-        self.env.run(until=self.horizon + 1e-9 if self.horizon > 0 else 1e-9)
+        self.sim.run()
 
     @property
     def pending(self) -> int:
-        return self.cycle.queue.size
+        return self.sim.pending.size
+
+    @property
+    def failed(self) -> int:
+        return self.sim.metrics.summary["workers"]["rejected"]
 
     # events
 
@@ -323,27 +339,22 @@ class _Replay:
         self.arrived += 1
         if self.progress is not None:
             self.progress(self.arrived, len(self.pods))
-        item = _Pod(pod)
-        self.cycle.submit(item)
-        if item.phase is Phase.PENDING:
-            leave = self.env.timeout(pod.leave - self.env.now, item)
+        self._by_uid[pod.request.uid] = pod
+        w = self.sim.new_worker(pod.request, "openb", pod.leave - pod.arrive, False, None, None)
+        self.sim.submit(w, self)
+        if w.phase is Phase.PENDING:
+            leave = self.env.timeout(pod.leave - self.env.now, w)
             leave.callbacks.append(self._on_withdraw)
 
     def _on_withdraw(self, ev: simpy.Event) -> None:
-        item = cast(_Pod, ev.value)
-        if item.phase is Phase.PENDING:
-            item.phase = Phase.DONE
-            self.cycle.forget(item)
+        w = cast(SimWorker, ev.value)
+        if w.phase is Phase.PENDING:
+            self.sim.delete(w.uid)
             self.withdrawn += 1
 
-    def _on_leave(self, ev: simpy.Event) -> None:
-        pod = cast(ReplayPod, ev.value)
-        self.state.release(pod.request.uid)
-        self.cycle.request_pass()
-
     def _on_sample(self, _ev: simpy.Event) -> None:
-        # Sample events were scheduled first, so they fire before this instant's departures and
-        # withdrawals: defer to the end of the instant (and past the pass those request).
+        # Sample events were scheduled after the arrivals, so they fire before this instant's
+        # departures and withdrawals: defer to the end of the instant (and past the pass those request).
         self._defer_sample()
 
     def _defer_sample(self) -> None:
@@ -351,47 +362,29 @@ class _Replay:
         ev.callbacks.append(self._on_settled)
 
     def _on_settled(self, _ev: simpy.Event) -> None:
-        if self.cycle.pass_requested:
+        if self.sim.cycle.pass_requested:
             self._defer_sample()
             return
         self.samples.append(self._sample())
 
-    # the cycle's host
+    # the pod hooks (twin.sim.workers.PodHooks)
 
-    def bound(self, item: _Pod, res: PlacementResult, queued: bool) -> None:
-        assert res.node is not None
-        item.phase = Phase.RUNNING
-        pod = item.pod
-        self.bound_at[pod.index] = self.env.now
-        self.node_by_pod[pod.request.uid] = res.node
-        leave = self.env.timeout(pod.leave - self.env.now, pod)
-        leave.callbacks.append(self._on_leave)
+    def on_bound(self, w: SimWorker) -> None:
+        pod = self._by_uid[w.uid]
+        assert w.node is not None
+        now = self.env.now
+        self.bound_at[pod.index] = now
+        self.node_by_pod[w.uid] = w.node
+        w.remaining = pod.leave - now  # the pod is deleted at its deletion time, however long it waited
 
-    def rejected(self, item: _Pod, reason: str, queued: bool) -> None:
-        item.phase = Phase.DONE
-        self.failed += 1
+    def on_evicted(self, w: SimWorker, reason: str) -> None:  # pragma: no cover - no preemption, no faults
+        raise AssertionError(f"the trace replay evicts nothing ({w.uid}: {reason})")
 
-    def unschedulable(self, item: _Pod, reason: str) -> None:
-        pass  # the replay reports waits, not reasons
+    def on_speed(self, w: SimWorker) -> None:
+        pass  # a trace pod runs until its deletion time whatever its share
 
-    def evicted(self, item: _Pod, reason: str) -> None:  # pragma: no cover - the replay does not preempt
-        raise AssertionError("the trace replay runs without preemption")
-
-    def would_preempt(self, item: _Pod, victims: Sequence[str]) -> None:  # pragma: no cover
-        raise AssertionError("the trace replay runs without preemption")
-
-    def pod(self, uid: str) -> _Pod:  # pragma: no cover - only preemption asks
-        raise AssertionError("the trace replay runs without preemption")
-
-    def lowest_running_priority(self) -> int:
-        return 1 << 62
-
-    def schedule_pass(self) -> None:
-        ev = self.env.timeout(0)
-        ev.callbacks.append(self._run_pass)
-
-    def _run_pass(self, _ev: simpy.Event) -> None:
-        self.cycle.run_pass()
+    def on_done(self, w: SimWorker) -> None:
+        pass
 
     # measures
 
@@ -410,6 +403,11 @@ class _Replay:
             running=len(self.state.allocations),
             pending=self.pending,
         )
+
+
+def _any_model(state: ClusterState) -> str:
+    """A hardware key of the cluster (the engine wants one per pool; every GPU keeps its own)."""
+    return min(state.arrays.models, key=lambda m: state.arrays.models[m])
 
 
 class _FragProbe:
@@ -443,7 +441,8 @@ def replay(
         raise TwinInputError("no pods to replay", field="--limit")
     if samples < 1:
         raise TwinInputError("must be at least 1", field="samples", value=samples)
-    run = _Replay(build_cluster(nodes, catalog), pods, policy, seed, samples, progress)
+    catalog = catalog or default_catalog()
+    run = _Replay(build_cluster(nodes, catalog), pods, policy, seed, samples, progress, catalog)
     run.run()
     waits = tuple(run.bound_at[p.index] - p.arrive for p in pods if p.index in run.bound_at)
     return ReplayResult(

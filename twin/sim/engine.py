@@ -15,14 +15,14 @@ bound, evicted, rejected or found unschedulable and keeps contention, billing an
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
 import simpy
 
 from twin.errors import TwinInputError
-from twin.hardware import HardwareCatalog, default_catalog
+from twin.hardware import HardwareCatalog, HardwareProfile, default_catalog
 from twin.policy.billing import PricingTable, QoSPrice, eviction_protected, worker_cost_per_second
 from twin.policy.cycle import Preemption, SchedulingCycle
 from twin.policy.isolation import DEFAULT_ERL, ErlParams, up_limit_fraction, vram_oom_reason
@@ -42,6 +42,7 @@ from twin.sim.limiter_loop import CONTROLLERS, LimiterLoop
 from twin.sim.metrics import Metrics
 from twin.sim.sources import install_sources
 from twin.sim.workers import Outcome, Phase, PodHooks, SimWorker, request_signature
+from twin.state import ClusterState
 
 _STRATEGY_POOL_PARAMS = ("vram_weight", "tflops_weight")
 
@@ -68,19 +69,30 @@ class Simulation:
         record_events: bool = True,
         catalog: HardwareCatalog | None = None,
         check_invariants: bool = False,
+        cluster: tuple[ClusterState, dict[str, HardwareProfile]] | None = None,
+        strategies: Mapping[str, PlacementStrategy] | None = None,
     ) -> None:
+        """``cluster`` (state, per-pool profile) replaces the scenario's pools, for clusters
+        described elsewhere (an openb node list); ``strategies`` replace the pools' placement."""
         self.loaded = loaded
         self.scenario: Scenario = loaded.scenario
         self.seed = self.scenario.seed if seed is None else seed
         self.catalog = catalog or default_catalog()
         self.env = new_environment()
-        try:
-            self.state, self.profiles = build_cluster(self.scenario, self.catalog)
-        except TwinInputError as err:  # name the file the bad pool came from
-            raise err.located(file=loaded.source) from err
+        if cluster is not None:
+            self.state, self.profiles = cluster
+        else:
+            try:
+                self.state, self.profiles = build_cluster(self.scenario, self.catalog)
+            except TwinInputError as err:  # name the file the bad pool came from
+                raise err.located(file=loaded.source) from err
         self.quota = QuotaStore({ns: q.to_spec(ns) for ns, q in self.scenario.quotas.items()})
         self.strategies: dict[str, PlacementStrategy] = {}
+        if strategies is not None:
+            self.strategies.update(strategies)
         for pool in self.scenario.pools:
+            if pool in self.strategies:
+                continue
             cfg = pool_placement(self.scenario, pool)
             params = {k: v for k, v in cfg.params.items() if k not in _STRATEGY_POOL_PARAMS}
             self.strategies[pool] = CpuOnlyAware(get_strategy(cfg.strategy, **params))
