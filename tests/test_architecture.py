@@ -96,6 +96,7 @@ CYCLE_USERS = (
     *sorted((ROOT / "twin" / "sim").rglob("*.py")),
     ROOT / "twin" / "experiments" / "trace_replay.py",
     ROOT / "live" / "agent.py",
+    ROOT / "twin" / "cli" / "place_cmd.py",  # twin place --preempt: one attempt per pod through the cycle
 )
 # The serving simulator's replica placer places one replica at a time (no queue, no preemption);
 # it moves into the pool, and onto the cycle, with serving replicas as pods (issue 14).
@@ -113,7 +114,7 @@ def _placement_reaches(path: Path) -> list[str]:
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("twin.policy"):
             found += [f"imports {a.name}" for a in node.names if a.name in PLACEMENT_ENTRY_POINTS]
-            if node.module in ("twin.policy.qos", "twin.policy.placement.pipeline", "twin.policy.placement.schedule"):
+            if node.module in ("twin.policy.qos", "twin.policy.placement.schedule"):
                 found.append(f"imports from {node.module}")
         if isinstance(node, ast.Call) and id(node) not in inside_place:
             fn = node.func

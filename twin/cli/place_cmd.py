@@ -16,10 +16,12 @@ from rich.progress import Progress
 from rich.table import Table
 
 from twin.errors import TwinInputError
-from twin.policy.placement import PlacementResult, get_strategy, plan_preemption, schedule, strategy_names
+from twin.policy.cycle import Preemption, SchedulingCycle
+from twin.policy.placement import PlacementResult, get_strategy, strategy_names
 from twin.policy.placement.pipeline import FILTER_NAMES
+from twin.policy.queue import Phase, order_key, request_signature
 from twin.policy.quota import QuotaStore, QuotaVerdict
-from twin.resources import AllocRequest, Resource
+from twin.resources import AllocRequest, QoS, Resource
 from twin.spec import load_documents
 from twin.spec.cluster import load_cluster
 from twin.spec.tensorfusion import GPUPool
@@ -150,30 +152,96 @@ def place_all(
 ) -> list[PodDecision]:
     strategy = get_strategy(strategy_name, **(params or {}))
     decisions: list[PodDecision] = []
-    by_uid: dict[str, PodDecision] = {}
+    host = _PlaceHost(state)
+    # Each pod is tried once, in file order, through the shared cycle (preemption as a statement).
+    cycle: SchedulingCycle[_Pod] = SchedulingCycle(
+        state, lambda _req: strategy, host, quota=quota, preemption=Preemption.EVICT if preempt else Preemption.OFF
+    )
     # Long runs get a progress bar on stderr (transient, so tables and JSON on stdout stay clean).
     with Progress(console=Console(stderr=True), transient=True, disable=len(pods) < _PROGRESS_FROM) as progress:
         task = progress.add_task("placing pods", total=len(pods))
         for source, req in pods:
             checked = quota.quota(req.namespace) is not None
             verdict = quota.check(req) if checked else None  # what the strategy's own quota check sees
-            result = schedule(state, req, strategy, quota)
             name = req.name or req.uid
-            evicted: list[str] = []
-            if not result.ok and preempt:
-                plan = plan_preemption(state, req, strategy, quota)
-                if plan is not None and plan.victims:
-                    for victim in plan.victims:
-                        quota.remove(state.release(victim.request.uid).request)
-                        evicted.append(victim.request.name or victim.request.uid)
-                        by_uid[victim.request.uid].evicted_by = name
-                    verdict = quota.check(req) if checked else None
-                    result = schedule(state, req, strategy, quota)
+            host.evicted_now = []
+            cycle.attempt(_Pod(req, len(decisions)), queued=False)
+            result = cycle.last_result
+            assert result is not None
+            evicted = [v.req.name or v.req.uid for v in host.evicted_now]
+            for v in host.evicted_now:
+                victim = host.decisions.get(v.req.uid)
+                if victim is not None:
+                    victim.evicted_by = name
+            if evicted:
+                verdict = None  # the quota admitted it once the victims were gone
             decision = PodDecision(name, req.namespace, source, result, evicted, None, checked, verdict)
             decisions.append(decision)
-            by_uid[req.uid] = decision
+            host.decisions[req.uid] = decision
             progress.advance(task)
     return decisions
+
+
+class _Pod:
+    """A pod of the manifests as the scheduling cycle sees it."""
+
+    __slots__ = ("last_reason", "phase", "req", "seq", "signature")
+    native = False
+
+    def __init__(self, req: AllocRequest, seq: int) -> None:
+        self.req = req
+        self.seq = seq
+        self.phase = Phase.PENDING
+        self.last_reason = ""
+        self.signature = request_signature(req)
+
+    @property
+    def qos(self) -> QoS:
+        return self.req.qos
+
+    def order_key(self) -> tuple[int, float, int]:
+        return order_key(self.req.qos, 0.0, self.seq)
+
+
+class _PlaceHost:
+    """Moves pods between phases and collects what the cycle evicted for the pod being placed."""
+
+    def __init__(self, state: ClusterState) -> None:
+        self.state = state
+        self.decisions: dict[str, PodDecision] = {}
+        self.evicted_now: list[_Pod] = []
+        self._pods: dict[str, _Pod] = {}
+
+    def bound(self, pod: _Pod, result: PlacementResult, queued: bool) -> None:
+        pod.phase = Phase.RUNNING
+        self._pods[pod.req.uid] = pod
+
+    def evicted(self, pod: _Pod, reason: str) -> None:
+        pod.phase = Phase.DONE  # a what-if: the victim is not placed again
+        self.evicted_now.append(pod)
+
+    def rejected(self, pod: _Pod, reason: str, queued: bool) -> None:
+        pod.phase = Phase.DONE
+
+    def unschedulable(self, pod: _Pod, reason: str) -> None:
+        pass
+
+    def would_preempt(self, pod: _Pod, victims: Sequence[str]) -> None:  # pragma: no cover - EVICT mode
+        pass
+
+    def pod(self, uid: str) -> _Pod:
+        """A running pod; allocations the cluster file already held become pods on first use."""
+        pod = self._pods.get(uid)
+        if pod is None:
+            pod = self._pods[uid] = _Pod(self.state.allocations[uid].request, -1)
+            pod.phase = Phase.RUNNING
+        return pod
+
+    def lowest_running_priority(self) -> int:
+        return min((a.request.priority for a in self.state.allocations.values()), default=1 << 62)
+
+    def schedule_pass(self) -> None:
+        pass  # one attempt per pod, no passes
 
 
 def _table(decisions: Sequence[PodDecision], strategy: str) -> Table:

@@ -107,6 +107,7 @@ class SchedulingCycle(Generic[P]):
         self.clock = clock  # the caller's clock (simulated time); the policy layer reads no other
         self.pass_requested = False
         self._attempted_at: dict[str, float] = {}  # preemption backoff: once per pod per instant
+        self.last_result: PlacementResult | None = None  # of the latest attempt (what-if tools explain it)
 
     # --- entry points -------------------------------------------------------------------------
 
@@ -147,7 +148,7 @@ class SchedulingCycle(Generic[P]):
         req = pod.req
         strategy = self._strategy_of(req)
         quota = None if pod.native else self.quota
-        res = schedule(self.state, req, strategy, quota)
+        res = self.last_result = schedule(self.state, req, strategy, quota)
         if res.ok:
             self._bound(pod, res, queued)
             return True
@@ -211,6 +212,7 @@ class SchedulingCycle(Generic[P]):
             state.rollback(cp)
             return False
         state.commit(cp)
+        self.last_result = res
         for v in pods:
             self.host.evicted(v, f"preempted by {req.uid} ({req.qos.value})")
             self.queue.push(v)
