@@ -291,9 +291,14 @@ def test_launcher_starts_the_command_with_the_env_and_the_agent_tracks_its_pid(t
     pid = launcher.launched["default/infer"]
     assert agent.processes.owner(pid) == "default/infer"
     deadline = time.monotonic() + 20
-    while not out.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    env = json.loads(out.read_text())
+    env: dict[str, str] | None = None
+    while env is None:  # the child may have created the file but not finished writing it
+        try:
+            env = json.loads(out.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
     assert env["CUDA_VISIBLE_DEVICES"] == placed.gpu_ids[0]
     assert env["TENSOR_FUSION_WORKER"] == "default/infer"
 

@@ -88,3 +88,22 @@ def test_delete_of_a_pending_pod_frees_nothing_and_ends_it(tmp_path: Path) -> No
     sim.run()
     assert replica.log == [(20, "done", Outcome.DELETED)]
     assert sim.pending.size == 0 and big.outcome is Outcome.COMPLETED
+
+
+def test_observers_subscribe_to_published_events_even_when_nothing_is_recorded(tmp_path: Path) -> None:
+    data = {"name": "obs", "duration": 3600, "pools": {"p": {"hardware": "h100", "count": 1, "gpus_per_node": 1}}}
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(data))
+    sim = Simulation(load_scenario(path), record_events=False)
+    heard: list[tuple[float, str, str, object]] = []
+    sim.events.subscribe("bind", lambda t, kind, subject, d: heard.append((t, kind, subject, d.get("node"))))
+    sim.events.subscribe("evict", lambda t, kind, subject, d: heard.append((t, kind, subject, d.get("reason"))))
+    _at(sim, 0, lambda: sim.submit(_pod(sim, "low", 100.0, 0.5, qos=QoS.LOW)))
+    _at(sim, 10, lambda: sim.submit(_pod(sim, "vip", 900.0, 0.5, qos=QoS.HIGH, work=100.0)))
+    sim.run()
+    assert heard[:3] == [
+        (0, "bind", "low", "p-0"),
+        (10, "evict", "low", "preempted by vip (high)"),
+        (10, "bind", "vip", "p-0"),
+    ]
+    assert heard[3] == (110, "bind", "low", "p-0") and sim.events.entries == []

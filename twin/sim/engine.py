@@ -313,7 +313,7 @@ class Simulation:
         usage = self._vram_at(w)
         w.vram_usage = 0
         self.load.add(w)
-        if self.events.enabled:
+        if self.events.wants_details("bind"):
             self.events.log(
                 now,
                 "bind",
@@ -360,7 +360,7 @@ class Simulation:
         w.cost_rate = 0.0
         w.alone = w.share = 0.0
         w.rate = 1.0
-        if self.events.enabled:
+        if self.events.wants_details("bind"):
             self.events.log(now, "bind", w.uid, node=w.node, gpus=[], waited=round(now - w.pending_since, 6))
         else:
             self.events.count("bind")

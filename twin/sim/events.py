@@ -7,19 +7,41 @@ with sorted keys and fixed float formatting, so equal runs give byte-identical f
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
+
+Subscriber = Callable[[float, str, str, dict[str, Any]], None]  # (t, kind, subject, details)
 
 
 class EventLog:
+    """Records decisions (when ``enabled``), counts them, and publishes them to subscribers.
+
+    Observers (reports, controllers, tests) subscribe to the kinds they need instead of reading
+    the engine's attributes; they hear every event of that kind, recorded or not.
+    """
+
     def __init__(self, *, enabled: bool = True) -> None:
         self.enabled = enabled
         self.entries: list[tuple[float, str, str, dict[str, Any]]] = []
         self.counts: dict[str, int] = {}
+        self._subscribers: dict[str, list[Subscriber]] = {}
+
+    def subscribe(self, kind: str, fn: Subscriber) -> None:
+        """Call ``fn(t, kind, subject, details)`` for every later event of ``kind``."""
+        self._subscribers.setdefault(kind, []).append(fn)
+
+    def wants_details(self, kind: str) -> bool:
+        """Whether an event of ``kind`` needs its details built (recorded, or someone listens)."""
+        return self.enabled or kind in self._subscribers
 
     def log(self, t: float, kind: str, subject: str, /, **details: Any) -> None:
         self.counts[kind] = self.counts.get(kind, 0) + 1
         if self.enabled:
             self.entries.append((t, kind, subject, details))
+        subscribers = self._subscribers.get(kind)
+        if subscribers:
+            for fn in subscribers:
+                fn(t, kind, subject, details)
 
     def count(self, kind: str) -> None:
         """Count an event without recording it (callers that skip building details when disabled)."""
