@@ -146,3 +146,18 @@ def test_the_mixed_pool_scenario_runs_end_to_end_with_preemption_quota_and_conte
     reasons = Counter(d["reason"].split(":", 1)[0] for _t, kind, _s, d in sim.events.entries if kind == "unschedulable")
     assert any(r.startswith("quota total") for r in reasons), reasons  # team-a waits on its quota
     assert s["slowdown"]["all"]["mean"] > 1.0  # soft-isolation co-tenants contend
+
+
+def test_twin_run_takes_a_mixed_pool_with_a_trace_workload(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from twin.cli import main
+
+    _scenario(tmp_path)  # writes s.yaml and pods.csv
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["run", str(tmp_path / "s.yaml"), "-o", str(out), "-q"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    summary = (out / "summary.json").read_text()
+    assert '"hardware": "H100_SXM+A100_SXM_80G"' in summary
+    events = (out / "events.jsonl").read_text()
+    assert '"subject":"tr-pod-b"' in events and '"gpus":[]' in events  # a CPU-only pod bound without GPUs
