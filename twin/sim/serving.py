@@ -276,7 +276,7 @@ class Replica:
         self.running = [s for s in self.running if not (s.prefill_left == 0 and s.generated >= s.out)]
         for s in done:
             self.reserved_blocks -= -(-(s.inp + s.out) // bs)
-            self.sim.finish_ok(s, now, self.variant.name)
+            self.sim.finish_ok(s, now, self.variant.name, self)
 
 
 def _steps_within(a: float, g: float, t: float) -> int:
@@ -465,7 +465,8 @@ class ServingSim:
             return
         rep.enqueue(seq)
 
-    def finish_ok(self, seq: _Seq, now: float, variant: str) -> None:
+    def finish_ok(self, seq: _Seq, now: float, variant: str, replica: Replica | None = None) -> None:
+        """A request completed on ``replica`` (subclasses keep per-pod counters, like vLLM's /metrics)."""
         self.success_by_variant[variant] += 1
         i = seq.idx
         self.status[i] = DONE
