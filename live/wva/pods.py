@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 import threading
-from contextlib import AbstractContextManager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import TracebackType
 from typing import Any, Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -24,10 +24,19 @@ LOOPBACK = "127.0.0.1"
 VARIANT_LABEL = "llm_d_ai_variant"
 
 
+class _Lock(Protocol):
+    def __enter__(self) -> Any: ...
+
+    def __exit__(
+        self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None, /
+    ) -> Any: ...
+
+
 class FleetSource(Protocol):
     """What the endpoints read from a fleet (``twin.sim.serving_fleet.WallClockFleet``)."""
 
-    lock: AbstractContextManager[Any]
+    @property
+    def lock(self) -> _Lock: ...
 
     @property
     def model_id(self) -> str: ...

@@ -16,29 +16,56 @@ from prometheus_client.registry import Collector
 
 
 class HistogramData(Protocol):
-    total: float
+    @property
+    def total(self) -> float: ...
 
     def cumulative(self) -> Sequence[tuple[float, int]]: ...
 
 
 class CounterData(Protocol):
-    success: int
-    prompt_tokens: int
-    generation_tokens: int
-    ttft: HistogramData
-    itl: HistogramData
-    e2e: HistogramData
-    prompt_hist: HistogramData
-    gen_hist: HistogramData
+    @property
+    def success(self) -> int: ...
+
+    @property
+    def prompt_tokens(self) -> int: ...
+
+    @property
+    def generation_tokens(self) -> int: ...
+
+    @property
+    def ttft(self) -> HistogramData: ...
+
+    @property
+    def itl(self) -> HistogramData: ...
+
+    @property
+    def e2e(self) -> HistogramData: ...
+
+    @property
+    def prompt_hist(self) -> HistogramData: ...
+
+    @property
+    def gen_hist(self) -> HistogramData: ...
 
 
 class PodData(Protocol):
-    running: int
-    waiting: int
-    kv_usage: float
-    num_gpu_blocks: int
-    block_size: int
-    expose_cache_config: bool
+    @property
+    def running(self) -> int: ...
+
+    @property
+    def waiting(self) -> int: ...
+
+    @property
+    def kv_usage(self) -> float: ...
+
+    @property
+    def num_gpu_blocks(self) -> int: ...
+
+    @property
+    def block_size(self) -> int: ...
+
+    @property
+    def expose_cache_config(self) -> bool: ...
 
     @property
     def counters(self) -> CounterData: ...

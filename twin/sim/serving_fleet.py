@@ -181,6 +181,9 @@ class WallClockFleet:
             if not self._started:
                 self.sim.start()
                 self._started = True
+                env = self.sim.env
+                while env.peek() == env.now:  # the initial pods come up at t=0
+                    env.step()
 
     def advance(self, sim_t: float) -> None:
         """Run the simulation to ``sim_t`` (capped at the duration)."""
