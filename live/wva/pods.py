@@ -27,9 +27,7 @@ VARIANT_LABEL = "llm_d_ai_variant"
 class _Lock(Protocol):
     def __enter__(self) -> Any: ...
 
-    def __exit__(
-        self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None, /
-    ) -> Any: ...
+    def __exit__(self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None, /) -> Any: ...
 
 
 class FleetSource(Protocol):
