@@ -103,7 +103,7 @@ class WvaLoop:
             out.append(Cycle(t, key, obs, dict(desired), scaled=self._apply(ns, obs, desired)))
         with self.lock:
             for c in out:
-                ns = c.model.split("|", 1)[1]
+                ns = c.model.rsplit("|", 1)[1]
                 for name, n in c.desired.items():
                     st = self.state[(ns, name)]
                     if c.observation is not None:
