@@ -100,6 +100,9 @@ def observe_model(
     cache = _by_pod(client.query(q.cache_config, at))
     pod_in = _by_pod(client.query(q.pod_avg_tokens("prompt"), at))
     pod_out = _by_pod(client.query(q.pod_avg_tokens("generation"), at))
+    ttft = _by_pod(client.query(q.pod_latency_ms("time_to_first_token_seconds"), at))
+    itl = _by_pod(client.query(q.pod_latency_ms("inter_token_latency_seconds"), at))
+    dispatch = {s.labels["pod_name"]: s for s in client.query(q.pod_dispatch_rate, at) if "pod_name" in s.labels}
     replicas: list[ReplicaMetrics] = []
     for s in kv:
         pod = s.labels.get("pod")
@@ -123,6 +126,9 @@ def observe_model(
                 # A pod with no completion in 5 m has no mean of its own: the model's is used.
                 input_tokens=pin or i_avg,
                 output_tokens=pout or o_avg,
+                arrival_rate=_finite(dispatch[pod].value) if pod in dispatch else 0.0,
+                ttft_ms=1000.0 * _finite(ttft[pod].value) if pod in ttft else 0.0,
+                itl_ms=1000.0 * _finite(itl[pod].value) if pod in itl else 0.0,
             )
         )
     replicas.sort(key=lambda r: (r.variant, natural_key(r.pod)))
@@ -132,7 +138,11 @@ def observe_model(
     live_variants = []
     for v in variants:
         n = counted.get(v.name, ReplicaCount(seen[v.name], seen[v.name]))
-        live_variants.append(replace(v, current=n.current, ready=n.ready, desired=last.get(v.name)))
+        # A replica's KV capacity, as its pods' vllm:cache_config_info tells (0 when none says).
+        kv_tokens = max((r.num_gpu_blocks * r.block_size for r in replicas if r.variant == v.name), default=0)
+        live_variants.append(
+            replace(v, current=n.current, ready=n.ready, desired=last.get(v.name), kv_cache_tokens=kv_tokens)
+        )
     retained = client.query(q.success_in_retention, at)
     return ModelObservation(
         v0.model_id,
@@ -144,5 +154,7 @@ def observe_model(
         output_tokens=o_avg,
         success_in_retention=_finite(retained[0].value) if retained else None,
         scheduler_queue_size=round(_scalar(client.query(q.epp_queue, at))),
+        scheduler_queue_bytes=_scalar(client.query(q.epp_queue_bytes, at)),
+        prefix_cache_hit_rate=_scalar(client.query(q.prefix_hit_rate, at)),
         variant_arrival=by_variant,
     )

@@ -79,6 +79,30 @@ class ModelQueries:
         m = f"vllm:request_{kind}_tokens"
         return f"max by (pod) (rate({m}_sum{{{self.f}}}[5m]) / rate({m}_count{{{self.f}}}[5m]))"
 
+    def pod_latency_ms(self, metric: str) -> str:
+        """Mean of a vLLM latency histogram per pod over 1 m (``time_to_first_token_seconds``,
+        ``inter_token_latency_seconds``); the caller scales seconds to ms."""
+        m = f"vllm:{metric}"
+        return f"max by (pod) (rate({m}_sum{{{self.f}}}[1m]) / rate({m}_count{{{self.f}}}[1m]))"
+
+    @property
+    def pod_dispatch_rate(self) -> str:
+        """The EPP's successful dispatches per pod (the queueing-model analyzer's arrival rate)."""
+        sel = f'status="success",{self.f}'
+        return f"sum by (pod_name, port, namespace) (rate(inference_extension_scheduler_attempts_total{{{sel}}}[1m]))"
+
+    @property
+    def prefix_hit_rate(self) -> str:
+        """vLLM exports the counters with ``_total``, as every prometheus_client counter."""
+        return (
+            f"sum(rate(vllm:prefix_cache_hits_total{{{self.f}}}[5m]))"
+            f" / sum(rate(vllm:prefix_cache_queries_total{{{self.f}}}[5m]))"
+        )
+
+    @property
+    def epp_queue_bytes(self) -> str:
+        return f'sum(inference_extension_flow_control_queue_bytes{{target_model_name="{_escape(self.model_id)}"}})'
+
     @property
     def success_in_retention(self) -> str:
         return f"sum(increase(vllm:request_success_total{{{self.f}}}[{prom_duration(self.retention_s)}]))"

@@ -119,6 +119,13 @@ def pod_families(model_name: str, p: PodData) -> list[Family]:
     out.append(success)
     counter("vllm:prompt_tokens", "Number of prefill tokens processed.", float(c.prompt_tokens))
     counter("vllm:generation_tokens", "Number of generation tokens processed.", float(c.generation_tokens))
+    # The simulated engine has no prefix cache: every prompt token is a query, none a hit.
+    counter(
+        "vllm:prefix_cache_queries",
+        "Prefix cache queries, in terms of number of queried tokens.",
+        float(c.prompt_tokens),
+    )
+    counter("vllm:prefix_cache_hits", "Prefix cache hits, in terms of number of cached tokens.", 0.0)
     hist("vllm:request_prompt_tokens", "Number of prefill tokens processed.", c.prompt_hist)
     hist("vllm:request_generation_tokens", "Number of generation tokens processed.", c.gen_hist)
     hist("vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.", c.ttft)

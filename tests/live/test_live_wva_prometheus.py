@@ -169,6 +169,9 @@ def test_live_wva_loop_against_a_real_prometheus_matches_the_simulator(tmp_path:
             n: replace(v, desired=None) for n, v in by_name.items()
         }
         assert (obs.input_tokens, obs.output_tokens) == (sim.input_tokens, sim.output_tokens) == (512.0, 128.0)
+        assert (obs.prefix_cache_hit_rate, obs.scheduler_queue_bytes) == (sim.prefix_cache_hit_rate, 0.0)
+        # The queueing-model inputs the simulator leaves at 0 come from vLLM's histograms here.
+        assert all(r.ttft_ms > 0 and r.itl_ms > 0 for r in obs.replicas)
         live_pods = {r.pod: r for r in obs.replicas}
         assert sorted(live_pods) == sorted(r.pod for r in sim.replicas)
         for r in sim.replicas:

@@ -58,6 +58,14 @@ def test_queries_are_wvas_promql_verbatim() -> None:
     )
     assert q.success_in_retention == f"sum(increase(vllm:request_success_total{{{f}}}[10m]))"
     assert q.epp_queue == 'sum(inference_extension_flow_control_queue_size{target_model_name="meta/llama-8b"})'
+    assert q.pod_latency_ms("time_to_first_token_seconds") == (
+        f"max by (pod) (rate(vllm:time_to_first_token_seconds_sum{{{f}}}[1m])"
+        f" / rate(vllm:time_to_first_token_seconds_count{{{f}}}[1m]))"
+    )
+    assert q.pod_dispatch_rate == (
+        "sum by (pod_name, port, namespace) "
+        f'(rate(inference_extension_scheduler_attempts_total{{status="success",{f}}}[1m]))'
+    )
 
 
 def test_label_values_are_escaped_and_durations_are_promql() -> None:
