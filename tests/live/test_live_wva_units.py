@@ -319,3 +319,25 @@ def test_promtool_accepts_the_tf_exporter() -> None:
     text = generate_latest(tf_registry(agent)).decode()
     assert "tf_gpu_metrics_capacity_tflops" in text
     assert promtool_check_metrics(text) == (0, "")
+
+
+def test_a_pod_scaled_away_loses_its_endpoint_and_its_target(tmp_path: Path) -> None:
+    s = load_serving_scenario(EXAMPLES / "fleet.yaml")
+    fleet = WallClockFleet(serving_config(s), scenario_trace(s, EXAMPLES, 0), get_autoscaler("static", replicas=1), 600)
+    sd = tmp_path / "sd.json"
+    pods = PodEndpoints(fleet, sd_file=sd)
+    fleet.start()
+    pods.sync()
+    try:
+        before = {t["labels"]["pod"]: t["targets"][0] for t in json.loads(sd.read_text())}
+        fleet.advance(400.0)  # past the default 300 s scale-down stabilisation
+        pods.sync()
+        after = {t["labels"]["pod"]: t["targets"][0] for t in json.loads(sd.read_text())}
+        assert len(before) == 4 and len(after) == 2 and set(after) == set(fleet.ready_pods())
+        for pod in set(before) - set(after):
+            with pytest.raises(urllib.error.URLError):
+                urllib.request.urlopen(f"http://{before[pod]}/metrics", timeout=2)
+        for address in after.values():
+            assert b"vllm:kv_cache_usage_perc" in urllib.request.urlopen(f"http://{address}/metrics").read()
+    finally:
+        pods.close()
