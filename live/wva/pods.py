@@ -1,6 +1,7 @@
 """Each ready pod of a simulated fleet on its own loopback port, plus a Prometheus file_sd list.
 
-A real Prometheus then scrapes the pods exactly as it would scrape vLLM. ``namespace``, ``pod``
+A real Prometheus then scrapes the pods exactly as it would scrape vLLM. One more target, the
+gateway's endpoint picker (``pod="epp"``), exports its flow-control queue gauges. ``namespace``, ``pod``
 and ``llm_d_ai_variant`` are file_sd target labels, as a ServiceMonitor's relabelling adds them
 on a cluster. ``sync()`` (after every fleet step) opens a port for each new ready pod and closes
 the port of each pod gone, then rewrites the list atomically when it changed.
@@ -16,12 +17,14 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
 
 from live.wva.vllm_metrics import Family, PodData, VllmPodCollector, pod_families
 from twin.atomic import atomic_write_text
 
 LOOPBACK = "127.0.0.1"
 VARIANT_LABEL = "llm_d_ai_variant"
+EPP_POD = "epp"
 
 
 class _Lock(Protocol):
@@ -45,6 +48,8 @@ class FleetSource(Protocol):
     def ready_pods(self) -> dict[str, str]: ...
 
     def pod(self, name: str) -> PodData | None: ...
+
+    def epp_queue(self) -> tuple[int, float]: ...
 
 
 def serve_text_format(registry: CollectorRegistry, addr: str) -> tuple[ThreadingHTTPServer, threading.Thread]:
@@ -99,6 +104,7 @@ class PodEndpoints:
         self.endpoints: dict[str, _Endpoint] = {}
         self._lock = threading.Lock()
         self._written: str | None = None
+        self.epp: _Endpoint | None = None
 
     def _reader(self, pod: str) -> Any:
         def read() -> list[Family]:
@@ -108,8 +114,26 @@ class PodEndpoints:
 
         return read
 
+    def _epp_families(self) -> list[Family]:
+        size, size_bytes = self.fleet.epp_queue()
+        out: list[Family] = []
+        for name, doc, value in (
+            ("inference_extension_flow_control_queue_size", "Requests held in the flow-control queue.", size),
+            ("inference_extension_flow_control_queue_bytes", "Bytes held in the flow-control queue.", size_bytes),
+        ):
+            fam = GaugeMetricFamily(name, doc, labels=["target_model_name"])
+            fam.add_metric([self.fleet.model_id], float(value))
+            out.append(fam)
+        return out
+
     def sync(self, _t: float | None = None) -> None:
         with self._lock:
+            if self.epp is None:
+                # The gateway's endpoint picker: holds requests while no pod is ready (scale from zero).
+                registry = CollectorRegistry(auto_describe=False)
+                registry.register(VllmPodCollector(self._epp_families))
+                server, thread = serve_text_format(registry, self.addr)
+                self.epp = _Endpoint(server, thread, "")
             ready = self.fleet.ready_pods()
             for name in [n for n in self.endpoints if n not in ready]:
                 self.endpoints.pop(name).close()  # pod deleted: its endpoint goes away
@@ -122,14 +146,22 @@ class PodEndpoints:
             self._write()
 
     def targets(self) -> list[dict[str, Any]]:
-        """The file_sd entries: one target per ready pod, sorted by pod name."""
-        return [
+        """The file_sd entries: one target per ready pod, sorted by pod name, then the EPP's."""
+        out = [
             {
                 "targets": [f"{self.addr}:{e.port}"],
                 "labels": {"namespace": self.fleet.namespace, "pod": name, VARIANT_LABEL: e.variant},
             }
             for name, e in sorted(self.endpoints.items())
         ]
+        if self.epp is not None:
+            out.append(
+                {
+                    "targets": [f"{self.addr}:{self.epp.port}"],
+                    "labels": {"namespace": self.fleet.namespace, "pod": EPP_POD},
+                }
+            )
+        return out
 
     def _write(self) -> None:
         if self.sd_file is None:
@@ -145,4 +177,7 @@ class PodEndpoints:
             for e in self.endpoints.values():
                 e.close()
             self.endpoints.clear()
+            if self.epp is not None:
+                self.epp.close()
+                self.epp = None
             self._write()

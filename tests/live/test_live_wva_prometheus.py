@@ -62,14 +62,14 @@ def _query(url: str, promql: str) -> list[tuple[dict[str, str], float]]:
 
 
 def wait_until_scraped(url: str, pods: int, timeout_s: float = 20.0) -> None:
-    """Prometheus's discovery batches updates (every 5 s): wait until every pod has been scraped."""
+    """Prometheus's discovery batches updates (every 5 s): wait until every target has been scraped."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         up = _query(url, 'count(up{job="vllm"} == 1)')
         if up and up[0][1] == pods:
             return
         time.sleep(0.2)
-    raise AssertionError(f"Prometheus did not scrape the {pods} pods within {timeout_s} s")
+    raise AssertionError(f"Prometheus did not scrape the {pods} targets within {timeout_s} s")
 
 
 def _promtool_findings_are_only_vllm_colons(code: int, findings: str) -> bool:
@@ -127,7 +127,7 @@ def test_live_wva_loop_against_a_real_prometheus_matches_the_simulator(tmp_path:
                 # Pods up and scraped before the simulated clock moves: both windows start together.
                 fleet.start()
                 pods.sync()
-                wait_until_scraped(url, len(pods.endpoints))
+                wait_until_scraped(url, len(pods.endpoints) + 1)  # and the EPP
                 runner.start()
                 time.sleep(WARMUP_S)
                 for _ in range(CYCLES):
@@ -170,6 +170,7 @@ def test_live_wva_loop_against_a_real_prometheus_matches_the_simulator(tmp_path:
         }
         assert (obs.input_tokens, obs.output_tokens) == (sim.input_tokens, sim.output_tokens) == (512.0, 128.0)
         assert (obs.prefix_cache_hit_rate, obs.scheduler_queue_bytes) == (sim.prefix_cache_hit_rate, 0.0)
+        assert obs.scheduler_queue_size == sim.scheduler_queue_size
         # The queueing-model inputs the simulator leaves at 0 come from vLLM's histograms here.
         assert all(r.ttft_ms > 0 and r.itl_ms > 0 for r in obs.replicas)
         live_pods = {r.pod: r for r in obs.replicas}

@@ -294,8 +294,9 @@ def test_pod_endpoints_follow_the_ready_pods_and_clean_up(tmp_path: Path) -> Non
     fleet.start()
     pods.sync()
     try:
-        targets = json.loads(sd.read_text())
+        *targets, epp = json.loads(sd.read_text())
         assert [t["labels"]["pod"] for t in targets] == sorted(fleet.ready_pods())
+        assert epp["labels"] == {"namespace": "llm-d", "pod": "epp"}
         assert all(t["targets"][0].startswith("127.0.0.1:") for t in targets)
         assert {t["labels"]["namespace"] for t in targets} == {"llm-d"}
         text = urllib.request.urlopen(f"http://{targets[0]['targets'][0]}/metrics").read().decode()
@@ -329,15 +330,40 @@ def test_a_pod_scaled_away_loses_its_endpoint_and_its_target(tmp_path: Path) -> 
     fleet.start()
     pods.sync()
     try:
-        before = {t["labels"]["pod"]: t["targets"][0] for t in json.loads(sd.read_text())}
+        before = {t["labels"]["pod"]: t["targets"][0] for t in json.loads(sd.read_text())[:-1]}
         fleet.advance(400.0)  # past the default 300 s scale-down stabilisation
         pods.sync()
-        after = {t["labels"]["pod"]: t["targets"][0] for t in json.loads(sd.read_text())}
+        after = {t["labels"]["pod"]: t["targets"][0] for t in json.loads(sd.read_text())[:-1]}
         assert len(before) == 4 and len(after) == 2 and set(after) == set(fleet.ready_pods())
         for pod in set(before) - set(after):
             with pytest.raises(urllib.error.URLError):
                 urllib.request.urlopen(f"http://{before[pod]}/metrics", timeout=2)
         for address in after.values():
             assert b"vllm:kv_cache_usage_perc" in urllib.request.urlopen(f"http://{address}/metrics").read()
+    finally:
+        pods.close()
+
+
+def test_the_epp_holds_requests_while_no_pod_is_ready(tmp_path: Path) -> None:
+    doc = yaml.safe_load((EXAMPLES / "fleet.yaml").read_text())
+    doc["scale_to_zero"] = True
+    for v in doc["variants"]:
+        v["replicas"] = {"initial": 0, "min": 0, "max": 4}
+    path = tmp_path / "zero.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    s = load_serving_scenario(path)
+    fleet = WallClockFleet(serving_config(s), scenario_trace(s, tmp_path, 0), get_autoscaler("saturation-v1"), 600)
+    pods = PodEndpoints(fleet)
+    fleet.start()
+    fleet.advance(5.0)  # scaled from zero at once, but a pod takes 20 s to start
+    pods.sync()
+    try:
+        assert pods.endpoints == {}
+        size, size_bytes = fleet.epp_queue()
+        assert size > 0 and size_bytes == 4.0 * 512 * size
+        [epp] = pods.targets()
+        text = urllib.request.urlopen(f"http://{epp['targets'][0]}/metrics").read().decode()
+        assert f'inference_extension_flow_control_queue_size{{target_model_name="meta/llama-8b"}} {float(size)}' in text
+        assert size == fleet.observe().scheduler_queue_size
     finally:
         pods.close()

@@ -19,6 +19,7 @@ from typing import Any
 from twin.errors import TwinInputError
 from twin.policy.serving.autoscalers import Autoscaler
 from twin.policy.serving.observation import ModelObservation
+from twin.policy.serving.saturation import BYTES_PER_TOKEN
 from twin.sim.serving import Replica, ServingConfig, ServingSim, _Seq
 from twin.sim.serving_traffic import Trace
 
@@ -215,6 +216,12 @@ class WallClockFleet:
         """What the simulator itself would hand its autoscaler now (for parity checks)."""
         with self.lock:
             return self.sim.observe()
+
+    def epp_queue(self) -> tuple[int, float]:
+        """The EPP's flow-control queue now (requests, prompt bytes), counted as ``observe`` counts it."""
+        with self.lock:
+            q = self.sim.epp_queue
+            return len(q), BYTES_PER_TOKEN * sum(seq.inp for seq in q)
 
     def ready_pods(self) -> dict[str, str]:
         """Ready pod name -> variant, in variant then creation order (what the Service's endpoints list)."""
