@@ -90,17 +90,16 @@ class ClusterScaler:
 class LightkubeWvaCluster:
     """The real cluster through lightkube; construction fails with a clear message if it is absent."""
 
-    def __init__(self, namespace: str | None = None) -> None:
+    def __init__(self, namespace: str | None = None, client: Any = None) -> None:
+        """``client``: a lightkube ``Client`` (default: one from the kubeconfig or in-cluster config)."""
         try:
             from lightkube import Client
             from lightkube.generic_resource import create_namespaced_resource
         except ImportError:
             raise RuntimeError(K8S_MISSING) from None
-        self._client = Client()
+        self._client = client if client is not None else Client()
         self._ns = namespace or "*"
-        self._va = create_namespaced_resource(
-            "llmd.ai", "v1alpha1", "VariantAutoscaling", "variantautoscalings", verbs=["get", "list"]
-        )
+        self._va = create_namespaced_resource("llmd.ai", "v1alpha1", "VariantAutoscaling", "variantautoscalings")
 
     def wva_documents(self) -> list[dict[str, Any]]:
         from lightkube.resources.autoscaling_v2 import HorizontalPodAutoscaler
