@@ -37,6 +37,8 @@ def test_wva_refuses_actuation_without_the_cluster_and_bad_replica_flags() -> No
     assert code == 2 and "field --replicas: must look like VARIANT=N" in out
     code, out = _invoke("wva", "--prometheus", "http://127.0.0.1:9", "--va", VARIANTS, "--replicas", "nope=2")
     assert code == 2 and "names no variant" in out
+    code, out = _invoke("wva", "--prometheus", "http://127.0.0.1:9", "--kube", "--replicas", "a=1")
+    assert code == 2 and "with --kube the Deployments say" in out
     code, out = _invoke("wva", "--prometheus", "127.0.0.1:9090", "--va", VARIANTS)
     assert code == 2 and "must look like http://host:9090" in out
     code, out = _invoke("wva", "--prometheus", "http://127.0.0.1:9", "--va", VARIANTS, "--autoscaler", "nope")

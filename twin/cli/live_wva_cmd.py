@@ -118,6 +118,8 @@ def wva(
 
     if bool(va_files) == kube:
         raise TwinInputError("give either --va FILE... or --kube", field="--va/--kube", value=None)
+    if replica_flags and kube:
+        raise TwinInputError("--replicas is for files; with --kube the Deployments say", field="--replicas", value=None)
     if actuate and not kube:
         raise TwinInputError("--actuate patches Deployments and needs --kube", field="--actuate", value=True)
     extra = _params(params)
