@@ -70,6 +70,12 @@ class PodData(Protocol):
     @property
     def counters(self) -> CounterData: ...
 
+    @property
+    def prefix_queries(self) -> int: ...
+
+    @property
+    def prefix_hits(self) -> int: ...
+
 
 Family = GaugeMetricFamily | CounterMetricFamily | HistogramMetricFamily
 
@@ -119,13 +125,10 @@ def pod_families(model_name: str, p: PodData) -> list[Family]:
     out.append(success)
     counter("vllm:prompt_tokens", "Number of prefill tokens processed.", float(c.prompt_tokens))
     counter("vllm:generation_tokens", "Number of generation tokens processed.", float(c.generation_tokens))
-    # The simulated engine has no prefix cache: every prompt token is a query, none a hit.
-    counter(
-        "vllm:prefix_cache_queries",
-        "Prefix cache queries, in terms of number of queried tokens.",
-        float(c.prompt_tokens),
-    )
-    counter("vllm:prefix_cache_hits", "Prefix cache hits, in terms of number of cached tokens.", 0.0)
+    # vLLM counts prefix-cache queries and hits in tokens; the simulator counts lookups (requests),
+    # which is also what its own hit rate divides. The ratio of the two rates is what WVA reads.
+    counter("vllm:prefix_cache_queries", "Prefix cache queries.", float(p.prefix_queries))
+    counter("vllm:prefix_cache_hits", "Prefix cache hits.", float(p.prefix_hits))
     hist("vllm:request_prompt_tokens", "Number of prefill tokens processed.", c.prompt_hist)
     hist("vllm:request_generation_tokens", "Number of generation tokens processed.", c.gen_hist)
     hist("vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.", c.ttft)

@@ -120,6 +120,8 @@ class PodView:
     block_size: int
     expose_cache_config: bool
     counters: PodCounters
+    prefix_queries: int = 0  # prefix-cache lookups (requests) since the pod started
+    prefix_hits: int = 0
 
 
 class FleetSim(ServingSim):
@@ -250,4 +252,6 @@ class WallClockFleet:
                 block_size=e.block_size,
                 expose_cache_config=e.expose_cache_config,
                 counters=self.sim.counters(name),
+                prefix_queries=rep.prefix_lookups,
+                prefix_hits=rep.prefix_hits,
             )
