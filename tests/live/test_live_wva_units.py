@@ -26,6 +26,7 @@ from live.wva.observe import ReplicaCount, natural_key, variant_of
 from live.wva.pods import PodEndpoints
 from live.wva.prom import PromClient, PrometheusError, Sample, parse_response
 from live.wva.promql import ModelQueries, prom_duration, selector
+from live.wva.vllm_metrics import pod_families
 from twin.errors import TwinInputError
 from twin.policy.serving.autoscalers import get_autoscaler
 from twin.policy.serving.from_spec import variant_infos
@@ -367,3 +368,22 @@ def test_the_epp_holds_requests_while_no_pod_is_ready(tmp_path: Path) -> None:
         assert size == fleet.observe().scheduler_queue_size
     finally:
         pods.close()
+
+
+def test_prefix_cache_counters_are_the_simulators_lookups_and_hits(tmp_path: Path) -> None:
+    doc = yaml.safe_load((EXAMPLES / "fleet.yaml").read_text())
+    doc["traffic"]["prefix"] = {"groups": 4, "tokens": 256}
+    path = tmp_path / "prefix.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    s = load_serving_scenario(path)
+    fleet = WallClockFleet(serving_config(s), scenario_trace(s, tmp_path, 0), get_autoscaler("static", replicas=2), 600)
+    fleet.advance(60.0)
+    views = [fleet.pod(n) for n in fleet.ready_pods()]
+    queries = sum(v.prefix_queries for v in views if v is not None)
+    hits = sum(v.prefix_hits for v in views if v is not None)
+    assert 0 < hits < queries  # shared prefixes: most lookups hit once each pod has seen a group
+    assert hits / queries == pytest.approx(fleet.observe().prefix_cache_hit_rate)
+    first = views[0]
+    assert first is not None
+    families = {f.name: f for f in pod_families("meta/llama-8b", first)}
+    assert families["vllm:prefix_cache_hits"].samples[0].value == float(first.prefix_hits)
