@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from twin.errors import TwinInputError
+from twin.resources import AllocRequest, IsolationMode, QoS, Resource
 
 NODE_COLUMNS = ("sn", "cpu_milli", "memory_mib", "gpu", "model")
 POD_COLUMNS = (
@@ -266,3 +267,47 @@ def trace_names(directory: str | Path | None = None) -> list[str]:
     folder = Path(directory) if directory is not None else default_trace_dir()
     prefix = "openb_pod_list_"
     return sorted(p.stem[len(prefix) :] for p in folder.glob(f"{prefix}*.csv"))
+
+
+MIB_BYTES = 1 << 20
+
+
+def openb_request(
+    name: str,
+    *,
+    num_gpu: int,
+    share: int,
+    cpu_milli: int,
+    memory_mib: int,
+    gpu_model: str | None,
+    pool: str,
+    qos: QoS = QoS.MEDIUM,
+    workload: str = "",
+    vram_per_milli: int = 0,
+    limit_is_request: bool = False,
+) -> AllocRequest:
+    """The one openb pod -> request mapping (docs/trace.md, "A pod becomes one request").
+
+    ``share`` is the per-GPU share in milli-GPU, counted as ``request.tflops`` on GPUs whose
+    capacity is 1000 (and kept as ``gpu_milli``); ``num_gpu = 0`` is a CPU-only pod. Two choices
+    differ by experiment: the dynamic replay requests no VRAM (``vram_per_milli=0``, the GPUs keep
+    their real VRAM), while the fill-up through the registry mirrors the share in VRAM on 1000-MiB
+    GPUs (``vram_per_milli=MIB_BYTES``, ``limit_is_request``) so TensorFusion's VRAM-weighted scores
+    see the pod.
+    """
+    request = Resource(tflops=float(share), vram=share * vram_per_milli) if num_gpu or vram_per_milli else Resource()
+    return AllocRequest(
+        uid=name,
+        name=name,
+        workload=workload,
+        pool=pool,
+        qos=qos,
+        isolation=IsolationMode.SOFT,
+        gpu_count=num_gpu,
+        request=request,
+        limit=request if limit_is_request else Resource(),
+        gpu_model=gpu_model,
+        cpu_milli=cpu_milli,
+        memory=memory_mib * MIB_BYTES,
+        gpu_milli=share,
+    )

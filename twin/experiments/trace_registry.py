@@ -22,11 +22,12 @@ import numpy as np
 from twin.cluster_desc import ClusterDescription, NodeSpec
 from twin.cluster_desc import build_state as build_described
 from twin.experiments.fgd_protocol import FillUpResult, PreparedRun, ProgressFn
+from twin.experiments.openb import openb_request
 from twin.hardware import default_catalog
 from twin.policy.placement import get_strategy
 from twin.policy.placement.fgd_measure import MILLI_PER_GPU, FragmentationModel
 from twin.policy.placement.research import PAPER_POLICIES, PaperStrategy
-from twin.resources import MIB, AllocRequest, IsolationMode, Resource
+from twin.resources import MIB, AllocRequest, Resource
 from twin.state import ClusterState
 
 POOL = "openb"
@@ -54,19 +55,17 @@ def build_state(run: PreparedRun) -> ClusterState:
 def pod_request(run: PreparedRun, p: int) -> AllocRequest:
     k, d = int(run.pod_num_gpu[p]), int(run.pod_share[p])
     allowed = [run.models[m] for m in np.flatnonzero(run.pod_type_ok[p])]
-    return AllocRequest(
-        uid=run.pod_names[p],
-        name=run.pod_names[p],
-        pool=POOL,
-        isolation=IsolationMode.SOFT,
-        gpu_count=k,
-        request=Resource(tflops=float(d), vram=d * MIB),
-        limit=Resource(tflops=float(d), vram=d * MIB),
+    return openb_request(
+        run.pod_names[p],
+        num_gpu=k,
+        share=d,
+        cpu_milli=int(run.pod_cpu[p]),
+        memory_mib=int(run.pod_mem[p]),
         # A single allowed model maps onto the twin's gpu-model filter; multi-model lists cannot.
         gpu_model=allowed[0] if len(allowed) == 1 and len(allowed) < len(run.models) else None,
-        cpu_milli=int(run.pod_cpu[p]),
-        memory=int(run.pod_mem[p]) * MIB,
-        gpu_milli=d,
+        pool=POOL,
+        vram_per_milli=MIB,
+        limit_is_request=True,
     )
 
 

@@ -53,7 +53,7 @@ import simpy
 
 from twin.cluster_desc import ClusterDescription, NodeSpec, build_state
 from twin.errors import TwinInputError
-from twin.experiments.openb import MISSING_TIME, NodeList, PodList
+from twin.experiments.openb import MISSING_TIME, NodeList, PodList, openb_request
 from twin.hardware import HardwareCatalog, default_catalog
 from twin.policy.fragmentation import ClusterFragmentation
 from twin.policy.placement import PlacementStrategy, get_strategy
@@ -220,18 +220,16 @@ def replay_pods(pods: PodList, *, limit: int | None = None, time_scale: float = 
         k, milli = int(pods.num_gpu[i]), int(pods.gpu_milli[i])
         share = 0 if k == 0 else min(max(milli, 1), MILLI_PER_GPU) if k == 1 else MILLI_PER_GPU
         spec = pods.gpu_spec[i]
-        req = AllocRequest(
-            uid=name,
-            name=name,
-            workload="openb",
+        req = openb_request(
+            name,
+            num_gpu=k,
+            share=share,
+            cpu_milli=int(pods.cpu_milli[i]),
+            memory_mib=int(pods.memory_mib[i]),
+            gpu_model=spec[0] if len(spec) == 1 else None,
             pool=POOL,
             qos=QOS_MAP[pods.qos[i]],
-            gpu_count=k,
-            request=Resource(tflops=float(share)) if k else Resource(),
-            gpu_model=spec[0] if len(spec) == 1 else None,
-            cpu_milli=int(pods.cpu_milli[i]),
-            memory=int(pods.memory_mib[i]) * MIB,
-            gpu_milli=share,
+            workload="openb",
         )
         arrive = (created - t0) / time_scale
         shape = scoring_view(req.cpu_milli, k, share, spec)
