@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from placement_helpers import build, req
 
 from twin.policy.cycle import Preemption, run_cycle
@@ -112,3 +114,42 @@ def test_report_only_preemption_names_victims_and_evicts_nothing() -> None:
     )
     assert [(d.kind, d.victims) for d in decisions] == [("unschedulable", ()), ("would-preempt", ("low",))]
     assert low.phase is Phase.RUNNING and set(state.allocations) == {"low"}
+
+
+_QOS = (QoS.LOW, QoS.MEDIUM, QoS.HIGH, QoS.CRITICAL)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    pods=st.lists(
+        st.tuples(st.integers(1, 64), st.integers(0, 3), st.sampled_from(["a", "b"]), st.booleans()),
+        min_size=1,
+        max_size=14,
+    ),
+    preemption=st.sampled_from([Preemption.OFF, Preemption.EVICT]),
+    max_workers=st.integers(1, 6),
+)
+def test_every_pod_ends_in_exactly_one_place_and_the_books_balance(
+    pods: list[tuple[int, int, str, bool]], preemption: Preemption, max_workers: int
+) -> None:
+    """Whatever arrives, after a pass: each pod is bound (and allocated) or pending (queued) or
+    rejected; quota usage equals the bound non-native pods; the state's accounting is consistent."""
+    state = build(2, 2)
+    quota = QuotaStore({"a": QuotaSpec(namespace="a", max_workers=max_workers)})
+    queue: SchedulingQueue[Pod] = SchedulingQueue()
+    items = []
+    for i, (tflops, q, ns, native) in enumerate(pods):
+        pod = Pod(req(f"p{i}", tflops, 1, qos=_QOS[q], namespace=ns), seq=i, native=native)
+        items.append(pod)
+        queue.push(pod)
+    decisions = run_cycle(state, queue, {"p": get_strategy("CompactFirst")}, quota, preemption=preemption)
+    assert state.check_invariants() == []
+    pending = {p.req.uid for p in queue.items()}
+    for pod in items:
+        uid = pod.req.uid
+        assert (pod.phase is Phase.RUNNING) == (uid in state.allocations), uid
+        assert (pod.phase is Phase.PENDING) == (uid in pending), uid
+    bound_in_a = sum(1 for p in items if p.phase is Phase.RUNNING and not p.native and p.req.namespace == "a")
+    assert quota.usage("a").workers == bound_in_a
+    evicted = [d.uid for d in decisions if d.kind == "evict"]
+    assert not evicted or preemption is Preemption.EVICT
