@@ -107,3 +107,9 @@ def test_observers_subscribe_to_published_events_even_when_nothing_is_recorded(t
         (10, "bind", "vip", "p-0"),
     ]
     assert heard[3] == (110, "bind", "low", "p-0") and sim.events.entries == []
+
+
+def test_the_engine_is_the_kernels_cluster_model(tmp_path: Path) -> None:
+    from twin.sim.kernel import ClusterModel
+
+    assert isinstance(_sim(tmp_path), ClusterModel)

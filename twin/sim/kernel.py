@@ -1,13 +1,23 @@
-"""The simulation kernel's clock: the one place a ``simpy.Environment`` is built.
+"""The simulation kernel: the one clock and the cluster model's contract.
 
-Every simulator in the twin (the pool engine, the serving simulator, the trace replay) takes its
-environment from :func:`new_environment`, so there is one notion of simulated time and one place
-to change how it is driven (tests/test_architecture.py checks nobody else builds one).
+* :func:`new_environment` is the one place a ``simpy.Environment`` is built: the pool engine, the
+  serving simulator and the trace replay (a run of the engine) take their clock from here
+  (tests/test_architecture.py checks nobody else builds one).
+* :class:`ClusterModel` is what a workload kind or a controller that owns pods (a serving replica
+  set, next) may call: create pods, delete them, resize them in place, and hear each pod's life
+  through :class:`twin.sim.workers.PodHooks`. :class:`twin.sim.engine.Simulation` implements it.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
 import simpy
+
+if TYPE_CHECKING:
+    from twin.resources import AllocRequest, Resource
+    from twin.sim.generators import UsageSeries
+    from twin.sim.workers import PodHooks, SimWorker
 
 
 def new_environment(initial_time: float = 0) -> simpy.Environment:
@@ -16,3 +26,27 @@ def new_environment(initial_time: float = 0) -> simpy.Environment:
     The default is the integer 0, as SimPy's own: the first instant renders as ``0`` in the
     event logs, and the pinned output hashes depend on it."""
     return simpy.Environment(initial_time)
+
+
+@runtime_checkable
+class ClusterModel(Protocol):
+    """The pod API of a simulated pool (placement, quota, preemption and contention included)."""
+
+    env: simpy.Environment
+
+    def new_worker(
+        self,
+        req: AllocRequest,
+        workload: str,
+        total_work: float,
+        training: bool,
+        compute: UsageSeries | None,
+        vram: UsageSeries | None,
+        **kwargs: Any,
+    ) -> SimWorker: ...
+
+    def submit(self, w: SimWorker, hooks: PodHooks | None = None) -> None: ...
+
+    def delete(self, uid: str) -> None: ...
+
+    def resize(self, uid: str, request: Resource, limit: Resource) -> object: ...
