@@ -196,19 +196,20 @@ class SchedulingCycle(Generic[P]):
             return False
         pods = [self.host.pod(v.request.uid) for v in plan.victims]
         state = self.state
+        books = self.quota
         cp = state.checkpoint()
         released: list[AllocRequest] = []
         for v in pods:
             state.release(v.req.uid)
-            if not v.native and self.quota is not None:
-                self.quota.remove(v.req)
+            if not v.native and books is not None:
+                books.remove(v.req)
                 released.append(v.req)
         res = schedule(state, req, strategy, quota)
         if not res.ok:
             # The statement fails as a whole: the victims keep running, none is evicted for nothing.
-            assert self.quota is not None or not released
-            for r in released:
-                self.quota.add(r)  # type: ignore[union-attr]
+            if books is not None:
+                for r in released:
+                    books.add(r)
             state.rollback(cp)
             return False
         state.commit(cp)
