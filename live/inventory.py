@@ -18,6 +18,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from live.backends.base import DeviceInfo, Health, NodeSample
+from twin.cluster_desc import ClusterDescription, GPUSpec, NodeSpec
+from twin.cluster_desc import build_state as build_described
 from twin.hardware import HardwareCatalog, HardwareProfile, default_catalog
 from twin.resources import GPUPhase, IsolationMode, Resource
 from twin.state import ClusterState, PoolState
@@ -136,29 +138,27 @@ def to_cluster_state(
     it lowers what the twin can hand out, as the hypervisor's discovery does. GPUs reported lost in
     ``sample`` are added in phase Unknown, so no placement picks them.
     """
-    state = ClusterState()
-    state.add_pool(pool if pool is not None else PoolState(inventory.pool, default_isolation=IsolationMode.SOFT))
-    state.add_node(inventory.node, inventory.pool)
     external = dict(external_vram or {})
+    gpus: list[GPUSpec] = []
     for g in inventory.gpus:
         lost = False
         if sample is not None:
             s = sample.device(g.uuid)
             lost = s is not None and s.health is Health.LOST
         used = min(external.get(g.uuid, 0), g.device.memory_total)
-        state.add_gpu(
-            inventory.node,
-            g.device.index,
-            uid=g.uuid,
-            model=g.profile.key,
-            vendor=g.profile.vendor,
-            capacity=g.capacity,
-            # A MIG-enabled device only runs work inside its instances: partitioned requests only.
-            isolation=IsolationMode.PARTITIONED if g.device.mig_enabled else isolation,
-            phase=GPUPhase.UNKNOWN if lost else GPUPhase.RUNNING,
-            templates=g.profile.mig_templates if g.device.mig_enabled else (),
-            max_partitions=g.profile.max_partitions,
-            placement_slots=g.profile.placement_slots,
-            used=Resource(vram=used),
+        gpus.append(
+            GPUSpec(
+                g.device.index,
+                g.profile,
+                uid=g.uuid,
+                capacity=g.capacity,
+                # A MIG-enabled device only runs work inside its instances: partitioned requests only.
+                isolation=IsolationMode.PARTITIONED if g.device.mig_enabled else isolation,
+                phase=GPUPhase.UNKNOWN if lost else GPUPhase.RUNNING,
+                used=Resource(vram=used),
+                partitions=bool(g.device.mig_enabled),
+            )
         )
-    return state
+    pool_state = pool if pool is not None else PoolState(inventory.pool, default_isolation=IsolationMode.SOFT)
+    node = NodeSpec(inventory.node, inventory.pool, "", 0, gpu_list=tuple(gpus))
+    return build_described(ClusterDescription([pool_state], [node]), default_catalog())

@@ -3,8 +3,9 @@
 Scenarios (pools and node groups), the openb node lists, the fill-up protocol's prepared runs,
 the serving simulator's pools and the vertical study each describe their cluster as pools plus
 :class:`NodeSpec` rows, and :func:`build_state` turns that into a :class:`ClusterState`, looking
-each node's GPU model up in the hardware catalogue once. (The ``twin place`` cluster file and the
-live inventory, which carry per-GPU state, still build their own.)
+each node's GPU model up in the hardware catalogue once. A node of discovered or mixed devices (the
+live inventory) lists its GPUs one by one (:class:`GPUSpec`). (The ``twin place`` cluster file, with
+per-GPU validation, NVLink and existing partitions, still builds its own.)
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 
 from twin.errors import TwinInputError
 from twin.hardware import HardwareCatalog, HardwareProfile
-from twin.resources import IsolationMode, Resource
+from twin.resources import ZERO, GPUPhase, IsolationMode, Resource
 from twin.state import DEFAULT_MAX_PARTITIONS, ClusterState, PoolState
 
 
@@ -25,6 +26,20 @@ class Where:
     file: str | None = None
     obj: str | None = None
     field: str | None = None
+
+
+@dataclass(frozen=True)
+class GPUSpec:
+    """One GPU given one by one (a node of mixed or discovered devices): its own profile and state."""
+
+    index: int
+    profile: HardwareProfile  # already resolved (a discovered device may match no catalogue entry)
+    uid: str | None = None
+    capacity: Resource | None = None  # None: the profile's
+    isolation: IsolationMode | None = None
+    phase: GPUPhase = GPUPhase.RUNNING
+    used: Resource = ZERO  # taken by something the twin does not manage
+    partitions: bool = True
 
 
 @dataclass(frozen=True)
@@ -45,6 +60,7 @@ class NodeSpec:
     gpu_capacity: Resource | None = None  # None: the profile's (the trace counts compute in milli-GPU)
     partitions: bool = True  # the profile's MIG templates and partition limits
     where: Where = Where()
+    gpu_list: tuple[GPUSpec, ...] | None = None  # instead of ``gpus`` GPUs of ``hardware``
 
 
 @dataclass(frozen=True)
@@ -62,6 +78,9 @@ def build_state(desc: ClusterDescription, catalog: HardwareCatalog) -> ClusterSt
         state.add_pool(pool)
     profiles: dict[str, HardwareProfile] = {}
     for node in desc.nodes:
+        if node.gpu_list is not None:
+            _add_listed(state, node, node.gpu_list)
+            continue
         profile = profiles.get(node.hardware)
         if profile is None:
             try:
@@ -98,3 +117,32 @@ def build_state(desc: ClusterDescription, catalog: HardwareCatalog) -> ClusterSt
                     node.name, j, model=profile.key, vendor=profile.vendor, capacity=capacity, isolation=node.isolation
                 )
     return state
+
+
+def _add_listed(state: ClusterState, node: NodeSpec, gpus: tuple[GPUSpec, ...]) -> None:
+    state.add_node(
+        node.name,
+        node.pool,
+        cpu_milli=node.cpu_milli,
+        memory=node.memory,
+        cost_per_hour=node.cost_per_hour,
+        ram_bytes=node.ram_bytes,
+        data_disk_bytes=node.data_disk_bytes,
+        labels=dict(node.labels) if node.labels else None,
+    )
+    for g in gpus:
+        p = g.profile
+        state.add_gpu(
+            node.name,
+            g.index,
+            uid=g.uid,
+            model=p.key,
+            vendor=p.vendor,
+            capacity=g.capacity or p.capacity,
+            isolation=g.isolation,
+            phase=g.phase,
+            templates=p.mig_templates if g.partitions else (),
+            max_partitions=p.max_partitions,
+            placement_slots=p.placement_slots,
+            used=g.used,
+        )
