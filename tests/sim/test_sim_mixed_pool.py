@@ -161,3 +161,15 @@ def test_twin_run_takes_a_mixed_pool_with_a_trace_workload(tmp_path: Path) -> No
     assert '"hardware": "H100_SXM+A100_SXM_80G"' in summary
     events = (out / "events.jsonl").read_text()
     assert '"subject":"tr-pod-b"' in events and '"gpus":[]' in events  # a CPU-only pod bound without GPUs
+
+
+def test_a_worker_that_moves_to_the_other_model_takes_that_models_limits(tmp_path: Path) -> None:
+    """Bound on an A100, preempted, bound again on an H100: its UpLimit follows each GPU in turn."""
+    sim = _scenario(tmp_path)
+    h100, a100 = sim.catalog.get("h100").fp16_tflops, sim.catalog.get("a100").fp16_tflops
+    w = next(w for w in sim.workers.values() if w.workload == "gen" and w.gpu_ids)
+    for cap, gpu in ((a100, "mixed-1-gpu0"), (h100, "mixed-0-gpu0")):
+        w.gpu_ids = (gpu,)
+        sim._fit_to_gpu(w, sim.load.capacity_tflops[gpu])
+        assert w.up_limit == pytest.approx(min(100, math.ceil(200 / cap * 100)) / 100)
+    assert sim.mixed_pools == {"mixed"}

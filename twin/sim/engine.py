@@ -107,6 +107,11 @@ class Simulation:
             self.gpu_price,
             self.erl,
         )
+        # Pools whose GPUs differ in capacity: limits, demand and bill follow the GPU at each bind.
+        caps: dict[str, set[float]] = {}
+        for gpu in gpus.values():
+            caps.setdefault(self.state.nodes[gpu.node].pool, set()).add(gpu.capacity.tflops)
+        self.mixed_pools = {pool for pool, c in caps.items() if len(c) > 1}
         self.cycle: SchedulingCycle[SimWorker] = SchedulingCycle(
             self.state,
             self.strategies,
@@ -289,9 +294,8 @@ class Simulation:
             self._bind_cpu_only(w, res, now)
             return
         gpu0 = self.state.gpus[w.gpu_ids[0]]
-        cap = self.load.capacity_tflops[gpu0.uid]
-        if cap != self.pool_capacity_tflops(w.req.pool):
-            self._fit_to_gpu(w, cap)
+        if w.req.pool in self.mixed_pools:
+            self._fit_to_gpu(w, self.load.capacity_tflops[gpu0.uid])
         if w.req.isolation is IsolationMode.PARTITIONED:
             tpl = gpu0.template(res.partition_template or w.req.partition_template or "")
             w.slice_fraction = tpl.compute_percent / 100.0 if tpl is not None else 1.0
