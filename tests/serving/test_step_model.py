@@ -42,7 +42,7 @@ def test_pure_decode_is_bandwidth_bound() -> None:
     fast_mem = _model(dataclasses.replace(H100, mem_bandwidth_gbps=2 * H100.mem_bandwidth_gbps))
     fast_flops = _model(dataclasses.replace(H100, fp16_tflops=2 * H100.fp16_tflops))
     fixed = b.overhead_ms
-    assert fixed == pytest.approx(eff.step_overhead_ms + eff.seq_overhead_ms)
+    assert fixed == pytest.approx(eff.step_overhead_ms + LLAMA8.layers * eff.seq_layer_overhead_us / 1000)
     base = m.step_ms(BatchShape.decode(1, 1000)) - fixed
     assert fast_mem.step_ms(BatchShape.decode(1, 1000)) - fixed == pytest.approx(base / 2, rel=1e-9)
     assert fast_flops.step_ms(BatchShape.decode(1, 1000)) == pytest.approx(m.step_ms(BatchShape.decode(1, 1000)))
@@ -128,8 +128,8 @@ def test_efficiency_bounds() -> None:
         Efficiency(compute=0.0)
     with pytest.raises(TwinInputError, match="step_overhead_ms"):
         Efficiency(step_overhead_ms=float("nan"))
-    with pytest.raises(TwinInputError, match="seq_overhead_ms"):
-        Efficiency(seq_overhead_ms=-1.0)
+    with pytest.raises(TwinInputError, match="seq_layer_overhead_us"):
+        Efficiency(seq_layer_overhead_us=-1.0)
     # The shipped (fitted) constants lie in their physically plausible ranges; the old fit's did not.
     assert Efficiency().plausible()
     assert not Efficiency(compute=0.35, memory=1.0).plausible()
@@ -176,7 +176,12 @@ def test_activation_traffic_and_per_sequence_overhead_grow_with_the_batch() -> N
     assert m.activation_bytes_per_token == pytest.approx(
         LLAMA8.layers * 2 * (2 * (4096 + 1024) + 2 * 1024 + 8 * 4096 + 3 * 14336)
     )
-    assert many.overhead_ms - one.overhead_ms == pytest.approx(63 * eff.seq_overhead_ms)
+    per_seq = LLAMA8.layers * eff.seq_layer_overhead_us / 1000
+    assert many.overhead_ms - one.overhead_ms == pytest.approx(63 * per_seq)
+    # GPU-side, it is paid in every layer: a model twice as deep pays twice as much per sequence.
+    deep = _model(model="Qwen3-32B")
+    d1, d64 = deep.breakdown(BatchShape.decode(1, 100)), deep.breakdown(BatchShape.decode(64, 100))
+    assert d64.overhead_ms - d1.overhead_ms == pytest.approx(63 * per_seq * deep.arch.layers / LLAMA8.layers)
     # A prefill chunk counts as one scheduled sequence.
     assert m.breakdown(BatchShape.prefill(512)).overhead_ms == pytest.approx(one.overhead_ms)
 

@@ -112,7 +112,7 @@ GRID: dict[str, tuple[float, ...]] = {
     "memory": (0.6, 0.7, 0.8, 0.9),
     "kv_memory": (0.45, 0.6, 0.75, 0.9),
     "step_overhead_ms": (0.0, 1.0, 2.0, 3.0),
-    "seq_overhead_ms": (0.0, 0.01, 0.02, 0.03, 0.04, 0.05),
+    "seq_layer_overhead_us": (0.0, 0.4, 0.8, 1.2, 1.6),
 }
 
 

@@ -16,8 +16,9 @@
   (ring: ``2 (tp-1)/tp`` of the bytes, plus a latency each), over NVLink, or over PCIe staged
   through host memory (no NVLink: each byte crosses the link twice); with expert parallelism an
   all-gather and a reduce-scatter of the hidden states per MoE layer;
-* a fixed **per-step overhead** and a **per-sequence overhead** (host-side input preparation,
-  sampling and output processing that asynchronous scheduling does not fully hide).
+* a fixed **per-step overhead** and a **per-sequence, per-layer overhead** (GPU-side: vLLM 0.19's
+  asynchronous scheduling hides host work behind the step, so what a sequence still costs is in the
+  layers: attention's per-sequence setup and the paged KV write).
 
 Hardware peaks are scaled by a few efficiency constants (:class:`Efficiency`), each bounded to a
 physically plausible range (:data:`PLAUSIBLE`); the defaults were fitted within those bounds on the
@@ -48,7 +49,10 @@ PLAUSIBLE: dict[str, tuple[float, float]] = {
     "memory": (0.6, 0.9),  # streaming weight reads: 80-90 % of the datasheet bandwidth at best
     "kv_memory": (0.4, 0.9),  # paged KV reads in 16-token blocks: scattered, below streaming
     "step_overhead_ms": (0.0, 3.0),  # per step: launches between CUDA graphs, scheduler, sampler
-    "seq_overhead_ms": (0.0, 0.05),  # per scheduled sequence: input preparation, sampling, detokenising
+    # per scheduled sequence and layer, GPU-side (vLLM 0.19 schedules asynchronously, hiding host work):
+    # the attention kernel's per-sequence block-table walk, split-KV merge and partial tiles, the paged
+    # KV write; 1.6 us is 0.05 ms a sequence for a 32-layer model, a few thousand cycles a layer
+    "seq_layer_overhead_us": (0.0, 1.6),
 }
 PCIE_MAX_GBPS = 64.0  # PCIe Gen5 x16 per direction: any slower interconnect in a profile is PCIe, not NVLink
 MOE_BLOCK_ROWS = (16, 64)  # vLLM's untuned Triton fused-MoE row block: 16 when tokens <= local experts, else 64
@@ -63,7 +67,7 @@ class Efficiency:
     memory: float = 0.90  # weight and activation reads / memory bandwidth (fitted; at its plausible top)
     kv_memory: float = 0.90  # paged KV-cache reads / memory bandwidth (fitted; at its plausible top)
     step_overhead_ms: float = 0.0  # per step (fitted: vLLM 0.19's asynchronous scheduling hides it)
-    seq_overhead_ms: float = 0.05  # per scheduled sequence per step (fitted; at its plausible top)
+    seq_layer_overhead_us: float = 1.6  # per scheduled sequence per layer (fitted)
     # Not identifiable from single-GPU runs: set from NCCL's typical figures, not fitted.
     interconnect: float = 0.70  # all-reduce bus bandwidth / interconnect bandwidth
     nvlink_latency_us: float = 10.0  # per collective over NVLink / xGMI
@@ -74,7 +78,7 @@ class Efficiency:
             v = getattr(self, name)
             if not (math.isfinite(v) and 0 < v <= 1):
                 raise TwinInputError("must be in (0, 1]", obj="step model efficiency", field=name, value=v)
-        for name in ("step_overhead_ms", "seq_overhead_ms", "nvlink_latency_us", "pcie_latency_us"):
+        for name in ("step_overhead_ms", "seq_layer_overhead_us", "nvlink_latency_us", "pcie_latency_us"):
             v = getattr(self, name)
             if not (math.isfinite(v) and 0 <= v <= 1e4):
                 raise TwinInputError("must be in [0, 1e4]", obj="step model efficiency", field=name, value=v)
@@ -292,7 +296,7 @@ class StepModel:
             max(gemm_ms, read_ms),
             max(attn_c, attn_m),
             comm,
-            self.eff.step_overhead_ms + seqs * self.eff.seq_overhead_ms,
+            self.eff.step_overhead_ms + seqs * a.layers * self.eff.seq_layer_overhead_us / 1000.0,
             gemm_ms >= read_ms,
             attn_c >= attn_m,
             moe_ms=self._moe_ms(tokens),
