@@ -1,0 +1,134 @@
+"""Building blocks of the fluid serving model: token-count shapes, the step-time model, numeric helpers.
+
+Pure: no simpy, no I/O, no clock. The step-time function is a plain callable
+``step_ms(prefill_tokens, decode_seqs, kv_tokens) -> ms`` so an architecture-based step model can
+replace :class:`LinearStep` (vLLM's alpha + beta*tokens + gamma*KV form, as in ``twin.sim.serving``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from statistics import NormalDist
+
+import numpy as np
+
+from twin.errors import TwinInputError
+
+StepFn = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+"""``step_ms(prefill_tokens, decode_seqs, kv_tokens)``: one engine iteration in ms, elementwise over
+numpy arrays of one shape (the model evaluates many states at once)."""
+
+_STD = NormalDist()
+DISTS = ("fixed", "exponential", "lognormal")
+
+
+@dataclass(frozen=True)
+class LinearStep:
+    """``alpha + beta*(prefill_tokens + decode_seqs) + gamma*kv_tokens`` ms (WVA's current parameters)."""
+
+    alpha: float
+    beta: float
+    gamma: float
+
+    def __post_init__(self) -> None:
+        for name in ("alpha", "beta", "gamma"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise TwinInputError("must be a finite number >= 0", obj="fluid step model", field=name, value=value)
+        if self.alpha + self.beta + self.gamma <= 0:
+            raise TwinInputError("gives a zero step time", obj="fluid step model", field="alpha", value=self.alpha)
+
+    def __call__(self, prefill_tokens: np.ndarray, decode_seqs: np.ndarray, kv_tokens: np.ndarray) -> np.ndarray:
+        return self.alpha + self.beta * (prefill_tokens + decode_seqs) + self.gamma * kv_tokens
+
+
+@dataclass(frozen=True)
+class TokenShape:
+    """Tokens per request: ``fixed`` (always the mean), ``exponential`` or ``lognormal`` with a CV.
+
+    Matches ``twin.sim.serving_traffic.TokenDist`` (values below ``minimum`` are raised to it).
+    """
+
+    mean: float
+    dist: str = "fixed"
+    cv: float = 0.5
+    minimum: int = 1
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.mean) or not 1 <= self.mean <= 1e6:
+            raise TwinInputError("must be between 1 and 1e6 tokens", obj="fluid tokens", field="mean", value=self.mean)
+        if self.dist not in DISTS:
+            raise TwinInputError(
+                "use fixed, exponential or lognormal", obj="fluid tokens", field="dist", value=self.dist
+            )
+        if not math.isfinite(self.cv) or not 0 < self.cv <= 10:
+            raise TwinInputError("must be in (0, 10]", obj="fluid tokens", field="cv", value=self.cv)
+
+    def nodes(self, count: int) -> tuple[np.ndarray, np.ndarray]:
+        """``count`` equal-probability strata, each represented by its conditional mean (so the mean is exact)."""
+        if self.dist == "fixed" or count <= 1:
+            return np.array([max(self.mean, float(self.minimum))]), np.array([1.0])
+        edges = [j / count for j in range(count + 1)]
+        values = []
+        if self.dist == "exponential":
+            # E[X; a<X<b] for Exp(mean m): [x e^{-x/m} + m e^{-x/m}] between the quantiles.
+            m = self.mean
+            qs = [(-m * math.log(1.0 - u) if u < 1 else math.inf) for u in edges]
+            for a, b in itertools.pairwise(qs):
+                part = (a + m) * math.exp(-a / m) - ((b + m) * math.exp(-b / m) if math.isfinite(b) else 0.0)
+                values.append(part * count)
+        else:
+            sigma = math.sqrt(math.log(1.0 + self.cv**2))
+            zs = [(_STD.inv_cdf(u) if 0 < u < 1 else (-math.inf if u == 0 else math.inf)) for u in edges]
+            # E[X; za<Z<zb] = mean * (Phi(zb - sigma) - Phi(za - sigma)) for a lognormal with that mean.
+            for za, zb in itertools.pairwise(zs):
+                values.append(self.mean * (_cdf(zb - sigma) - _cdf(za - sigma)) * count)
+        arr = np.maximum(np.array(values), float(self.minimum))
+        return arr, np.full(count, 1.0 / count)
+
+
+def _cdf(z: float) -> float:
+    if z == math.inf:
+        return 1.0
+    if z == -math.inf:
+        return 0.0
+    return _STD.cdf(z)
+
+
+def norm_cdf(z: np.ndarray) -> np.ndarray:
+    """Standard normal CDF, vectorised (numpy has no erf): Abramowitz-Stegun 7.1.26, |error| < 1.5e-7."""
+    x = np.abs(z) / math.sqrt(2.0)
+    t = 1.0 / (1.0 + 0.3275911 * x)
+    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
+    erf = 1.0 - poly * np.exp(-x * x)
+    return 0.5 * (1.0 + np.sign(z) * erf)
+
+
+def gamma_cdf(x: np.ndarray, shape: np.ndarray, rate: np.ndarray) -> np.ndarray:
+    """Gamma CDF: exact for shape 1 (exponential), Wilson-Hilferty's cube-root normal form above."""
+    xr = np.maximum(x, 0.0) * rate
+    expo = 1.0 - np.exp(-xr)
+    s = np.maximum(shape, 1.0)
+    wh = norm_cdf((np.cbrt(xr / s) - (1.0 - 1.0 / (9.0 * s))) / np.sqrt(1.0 / (9.0 * s)))
+    return np.where(shape <= 1.0, expo, wh)
+
+
+def percentiles_from_cdf(cdf: Callable[[np.ndarray], np.ndarray], hi: float, probs: tuple[float, ...]) -> list[float]:
+    """Invert a CDF on [0, hi]: a 257-point grid, then linear interpolation inside the bracketing cell."""
+    grid = np.linspace(0.0, hi, 257)
+    f = np.maximum.accumulate(np.clip(cdf(grid), 0.0, 1.0))
+    out = []
+    for p in probs:
+        idx = int(np.searchsorted(f, p))
+        if idx >= grid.size:
+            out.append(hi)
+        elif idx == 0:
+            out.append(0.0)
+        else:
+            f0, f1 = f[idx - 1], f[idx]
+            frac = (p - f0) / (f1 - f0) if f1 > f0 else 0.0
+            out.append(float(grid[idx - 1] + frac * (grid[idx] - grid[idx - 1])))
+    return out
