@@ -39,7 +39,7 @@ from twin.policy.serving.fluid_shapes import (
     percentiles_from_cdf,
 )
 
-NODES = 12  # strata per token distribution
+NODES = 8  # equal strata per token distribution below its 90th percentile (plus 8 tail strata)
 MAX_CHUNKS = 10_000
 MAX_MERGES = 3  # other prompts sharing a prefill step, truncated (the last keeps the tail mass)
 PROBS = (0.5, 0.95, 0.99)
@@ -136,7 +136,15 @@ class ReplicaShape:
         # Time-averaged KV context of a decoding sequence (steps see inp + generated + 1), weighted by life.
         own = self.i_mean + 1.0 + self.o_val / 2.0
         self.c_own = own
-        self.c_other = float(np.dot(d * own, self.o_w) / self.decodes) if self.decodes > 0 else self.i_mean + 1.0
+        # With the exact second moment: E[(O-1)(I + 1 + O/2)] / E[O-1] for independent I and O.
+        o_mean, o_sq = float(np.dot(self.o_val, self.o_w)), rep.output_tokens.second_moment()
+        life_ctx = (o_sq - o_mean) / 2.0
+        self.c_other = self.i_mean + 1.0 + (life_ctx / self.decodes if self.decodes > 0 else 0.0)
+        i_sq_nodes = float(np.dot(self.i_val**2, self.i_w))
+        self.i_sq_ratio = rep.input_tokens.second_moment() / i_sq_nodes if i_sq_nodes > 0 else 1.0
+        # Allen-Cunneen: a queue in front of the batch waits (1 + cs^2)/2 of the exponential-service wait.
+        cs2 = max(o_sq - o_mean**2, 0.0) / max(self.decodes, 1.0) ** 2
+        self.queue_factor = (1.0 + cs2) / 2.0
         bs = eng.block_size
         ii, oo = np.meshgrid(self.i_val, self.o_val)
         blocks = float(np.sum(np.ceil((ii + oo) / bs) * np.outer(self.o_w, self.i_w)))
@@ -298,7 +306,7 @@ def steady_state(shape: ReplicaShape, lam: float, slo: SLO) -> dict[str, float]:
     ks = np.arange(big_k + 1, dtype=np.float64)
     in_service = np.minimum(ks, n_max)
     running = float(p @ in_service)
-    waiting = float(p @ (ks - in_service))
+    waiting = float(p @ (ks - in_service)) * shape.queue_factor
     blocking = float(p[-1]) if lam > 0 else 0.0
     # Arrival view (PASTA), admitted arrivals only; drop negligible states.
     pa = p[:-1] / max(1.0 - p[-1], 1e-300)
@@ -310,6 +318,9 @@ def steady_state(shape: ReplicaShape, lam: float, slo: SLO) -> dict[str, float]:
     t_dec = shape.decode_ms(np.maximum(k, 1.0))
     work = shape.prefill_work(np.maximum(dec_k, 1.0))
     q_mixed = np.minimum(admitted * (t_dec + work), 1.0)  # share of busy time in steps with a prefill
+    # An arrival lands in a long mixed step more often than in a short one: length-biased prefill work.
+    _, extra = shape.prefill(shape.i_val[None, :], np.maximum(dec_k, 1.0)[:, None])
+    work_lb = (extra**2 @ shape.i_w) * shape.i_sq_ratio / np.maximum(work, 1e-12)
     busy = (k >= 1) & (k < n_max)
     queued = k >= n_max
     n_full = float(n_max)
@@ -318,8 +329,9 @@ def steady_state(shape: ReplicaShape, lam: float, slo: SLO) -> dict[str, float]:
     itl_full = float(shape.decode_ms(n_full)) / (1.0 - min(admitted * work_full, 0.999))
     mu_full = n_full / (pre_full + shape.decodes * itl_full)
     shape_q = np.where(queued, k - n_max + 1.0, 1.0)
-    resid_mean = np.where(busy, (1 - q_mixed) * t_dec / 2 + q_mixed * (t_dec + work) / 2, 0.0)
-    wait_mean = np.where(queued, shape_q / mu_full, resid_mean)
+    resid_mean = np.where(busy, (1 - q_mixed) * t_dec / 2 + q_mixed * (t_dec + work_lb) / 2, 0.0)
+    mu_wait = mu_full / shape.queue_factor
+    wait_mean = np.where(queued, shape_q / mu_wait, resid_mean)
     ttft_k = base @ shape.i_w + wait_mean  # mean TTFT per state
 
     # Prompts arriving during the same step share the next one: M others ~ Poisson(lambda * step).
@@ -332,7 +344,7 @@ def steady_state(shape: ReplicaShape, lam: float, slo: SLO) -> dict[str, float]:
         return pm
 
     pm_dec = _poisson(admitted * t_dec)  # (state, merges)
-    pm_mix = _poisson(admitted * (t_dec + work))
+    pm_mix = _poisson(admitted * (t_dec + work_lb))
     extra_mean = np.where(busy, ((1 - q_mixed) * (pm_dec @ merges) + q_mixed * (pm_mix @ merges)) * work, 0.0)
     ttft_k = ttft_k + extra_mean
 
@@ -343,14 +355,14 @@ def steady_state(shape: ReplicaShape, lam: float, slo: SLO) -> dict[str, float]:
         b = busy
         if b.any():
             td = t_dec[b, None, None, None]
-            tm = (t_dec + work)[b, None, None, None]
+            tm = (t_dec + work_lb)[b, None, None, None]
             ym = y[b, :, None, :] - (merges[None, :] * work[b, None])[:, None, :, None]  # (k, i, m, x)
             uni = (1 - q_mixed[b])[:, None, None] * np.einsum("kimx,km->kix", np.clip(ym / td, 0, 1), pm_dec[b])
             uni += q_mixed[b, None, None] * np.einsum("kimx,km->kix", np.clip(ym / tm, 0, 1), pm_mix[b])
             f[b] = uni
         if queued.any():
             yq = y[queued]
-            f[queued] = gamma_cdf(yq, shape_q[queued, None, None], np.full_like(yq, mu_full))
+            f[queued] = gamma_cdf(yq, shape_q[queued, None, None], np.full_like(yq, mu_wait))
         return np.einsum("kix,i->kx", f, shape.i_w)
 
     # ---- ITL per (state, output stratum): normal approximation of the life-averaged step time
@@ -378,10 +390,12 @@ def steady_state(shape: ReplicaShape, lam: float, slo: SLO) -> dict[str, float]:
     corr = (o_w * np.where(big_s >= big_l, big_s * big_l - big_l**2 / 2, big_s**2 / 2)).sum(axis=1) / (life * e_s)
     g_int = np.where(big_s >= big_l, big_l**2 * big_s / 2 - big_l**3 / 6, big_l * big_s**2 / 2 - big_s**3 / 6)
     g = 2.0 * (o_w * g_int).sum(axis=1) / (life**2 * e_s)
-    p_sq = float(shape.i_w @ shape.prefill(shape.i_val, np.full_like(shape.i_val, m_o))[1] ** 2)
+    p_sq = float(shape.i_w @ shape.prefill(shape.i_val, np.full_like(shape.i_val, m_o))[1] ** 2) * shape.i_sq_ratio
     noise = admitted * itl_bar * p_sq / np.maximum(o_val - 1.0, 1.0) / infl**2
     mean_ko = itl_m[None, :] + slope[None, :] * (n_oth - m_o)[:, None] * corr[None, :]
-    sd_o = np.sqrt(np.maximum(slope**2 * var_n * np.maximum(g - corr**2, 0.0) + noise, 1e-18))
+    # Prompts arriving during a life both join the batch (raising N) and add prefill work: Cov(N, A) = lambda*L/2.
+    cov2 = slope * (work_m / infl) * admitted * itl_bar
+    sd_o = np.sqrt(np.maximum(slope**2 * var_n * np.maximum(g - corr**2, 0.0) + noise + cov2, 1e-18))
     ow = np.where(has_itl, o_w, 0.0)
     ow_norm = ow / ow.sum() if ow.sum() > 0 else ow
 
@@ -394,7 +408,7 @@ def steady_state(shape: ReplicaShape, lam: float, slo: SLO) -> dict[str, float]:
     itl_mean = float(w @ (mean_ko @ ow_norm))
     hi_t = float(
         np.max(base)
-        + np.max(np.where(queued, (shape_q + 6 * np.sqrt(shape_q)) / mu_full, t_dec + work + MAX_MERGES * work))
+        + np.max(np.where(queued, (shape_q + 6 * np.sqrt(shape_q)) / mu_wait, t_dec + work_lb + MAX_MERGES * work))
     )
     hi_i = float(np.max(mean_ko) + 7 * np.max(sd_o))
     t_pct = percentiles_from_cdf(lambda x: w @ ttft_cdf_k(x), hi_t, PROBS)
@@ -416,7 +430,7 @@ def steady_state(shape: ReplicaShape, lam: float, slo: SLO) -> dict[str, float]:
         "itl_p50": i_pct[0],
         "itl_p95": i_pct[1],
         "itl_p99": i_pct[2],
-        "slo": ok * float(w @ (met_t * met_i)),
-        "ttft_att": ok * float(w @ met_t),
-        "itl_att": ok * float(w @ met_i),
+        "slo": min(ok * float(w @ (met_t * met_i)), 1.0),
+        "ttft_att": min(ok * float(w @ met_t), 1.0),
+        "itl_att": min(ok * float(w @ met_i), 1.0),
     }
