@@ -113,7 +113,7 @@ def test_table_refuses_too_many_or_bad_speeds() -> None:
         FluidTable(REP, SLO_CASE, tuple(np.linspace(0.1, 1.0, 65)))
 
 
-def test_piecewise_rate_matches_request_level() -> None:
+def test_piecewise_rate_matches_request_level(table: FluidTable) -> None:
     # Two replicas, 20 min at 30 % then 20 min at 65 % of capacity (least-loaded router), 60 s intervals.
     cap = max_rate(REP, replicas=2)
     dt, n = 60.0, 40
@@ -124,7 +124,7 @@ def test_piecewise_rate_matches_request_level() -> None:
     variant = VariantConfig("v", ENGINE, initial_replicas=2, min_replicas=2, max_replicas=2)
     cfg = ServingConfig("m", (variant,), slo_ttft_ms=SLO_CASE.ttft_ms, slo_itl_ms=SLO_CASE.itl_ms)
     r = ServingSim(cfg, trace, get_autoscaler("static", replicas=2), duration_s=n * dt).run()
-    s = run_series(FluidTable(REP, SLO_CASE), rates, np.full(n, 2), dt)
+    s = run_series(table, rates, np.full(n, 2), dt)
     for half in (slice(2, 20), slice(22, 40)):  # skip each phase's first two minutes (transients)
         lo, hi = half.start * dt, half.stop * dt
         sel = (r.status == DONE) & (r.arrival >= lo) & (r.arrival < hi)
