@@ -74,7 +74,7 @@ def speed(days: float) -> None:
     series = run_series(table, rates, replicas, dt, speeds)
     stepped = time.perf_counter() - start
     print(f"\ntime stepping: {t.size} intervals of {dt:g} s ({days:g} model-days)")
-    print(f"  table (2 GPU shares x 40 loads): {built:.2f} s, once per replica config")
+    print(f"  table (2 GPU shares x 32 loads): {built:.2f} s, once per replica config")
     print(f"  stepping: {stepped:.3f} s -> {days / stepped:.0f} model-days per second")
     print(f"  with the table: {days / (built + stepped):.1f} model-days per second")
     print(f"  saturated intervals {series.saturated.mean():.1%}, max backlog {series.backlog.max():.0f} requests")

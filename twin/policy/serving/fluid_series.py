@@ -21,7 +21,7 @@ import numpy as np
 from twin.errors import TwinInputError
 from twin.policy.serving.fluid import SLO, FluidReplica, ReplicaShape, steady_state
 
-TABLE_POINTS = 40
+TABLE_POINTS = 32
 TOP_LOAD = 0.995  # the grid's last load (of the saturation rate); above it the backlog path takes over
 MAX_SPEEDS = 64
 MAX_INTERVALS = 10_000_000
