@@ -1,6 +1,7 @@
 """Fluid mode: validation against request level, and the speed of the time-stepping helper.
 
-Validation: one replica (alpha 8, beta 0.03, gamma 0.0003 ms), Poisson arrivals at rho = 0.3 ... 0.85
+Validation: one replica (alpha 8, beta 0.03, gamma 0.0003 ms, or the architecture step model of
+Llama-3.1-8B on an H100), Poisson arrivals at rho = 0.3 ... 0.85
 of the fluid saturation rate, through the request-level ``ServingSim`` and ``fluid.analyze``; the
 table gives both values and the fluid error for mean/p50/p95 TTFT and ITL and SLO attainment.
 Speed: a week of 15 s intervals (diurnal rate, an hour a day at half GPU share) for one model.
@@ -15,13 +16,17 @@ import time
 
 import numpy as np
 
+from twin.hardware import default_catalog
 from twin.policy.serving.fluid import SLO
 from twin.policy.serving.fluid_series import FluidTable, run_series
+from twin.policy.serving.step_model import GpuSpec, StepModel
 from twin.sim.fluid_check import METRICS, Comparison, compare, fluid_replica
 from twin.sim.serving import EngineConfig
 from twin.sim.serving_traffic import TokenDist
+from twin.spec.hf_config import resolve_model
 
 SLO_CASE = SLO(200.0, 18.0)
+LLAMA_H100 = StepModel(resolve_model("Llama-3.1-8B"), GpuSpec.from_profile(default_catalog().get("H100")), 1, "bf16")
 CASES: tuple[tuple[str, EngineConfig, TokenDist, TokenDist], ...] = (
     ("fixed 512/256, batch 64", EngineConfig(8.0, 0.03, 0.0003, max_num_seqs=64, num_gpu_blocks=100_000),
      TokenDist(512), TokenDist(256)),
@@ -32,6 +37,12 @@ CASES: tuple[tuple[str, EngineConfig, TokenDist, TokenDist], ...] = (
      TokenDist(512, "lognormal", 1.5), TokenDist(256, "lognormal", 1.5)),
     ("fixed 512/256, batch 8", EngineConfig(8.0, 0.03, 0.0003, max_num_seqs=8, num_gpu_blocks=100_000),
      TokenDist(512), TokenDist(256)),
+    ("architecture step model (Llama-3.1-8B, H100, bf16), fixed 1024/256, batch 128",
+     EngineConfig(0.0, 0.0, 0.0, max_num_seqs=128, num_gpu_blocks=100_000, step=LLAMA_H100),
+     TokenDist(1024), TokenDist(256)),
+    ("architecture step model (Llama-3.1-8B, H100, bf16), lognormal CV 0.6 1024/256, batch 128",
+     EngineConfig(0.0, 0.0, 0.0, max_num_seqs=128, num_gpu_blocks=100_000, step=LLAMA_H100),
+     TokenDist(1024, "lognormal", 0.6), TokenDist(256, "lognormal", 0.6)),
 )  # fmt: skip
 LOADS = (0.3, 0.5, 0.7, 0.85)
 

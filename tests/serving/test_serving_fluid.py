@@ -11,11 +11,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from twin.errors import TwinInputError
+from twin.hardware import default_catalog
 from twin.policy.serving.fluid import SLO, FluidEngine, FluidReplica, analyze, max_rate
+from twin.policy.serving.fluid_arch import ArchStep
 from twin.policy.serving.fluid_shapes import LinearStep, TokenShape
-from twin.sim.fluid_check import compare
+from twin.policy.serving.step_model import BatchShape, GpuSpec, StepModel, chunk_attention_pairs
+from twin.sim.fluid_check import compare, fluid_replica
 from twin.sim.serving import EngineConfig
 from twin.sim.serving_traffic import TokenDist
+from twin.spec.hf_config import resolve_model
 
 A, B, G = 8.0, 0.03, 0.0003
 ENGINE = EngineConfig(A, B, G, max_num_seqs=64, num_gpu_blocks=100_000)
@@ -201,3 +205,37 @@ def test_fluid_divergence_stays_within_the_documented_bounds(
     names = ("ttft_p50", "ttft_p95", "itl_mean", "itl_p50", "itl_p95")  # means can hinge on a few queued requests
     for name in names:
         assert abs(c.error(name)) < bound, (case, name, c.sim[name], c.fluid[name])
+
+
+LLAMA_H100 = StepModel(resolve_model("Llama-3.1-8B"), GpuSpec.from_profile(default_catalog().get("H100")), 1, "bf16")
+
+
+def test_arch_step_adapter_matches_the_step_model() -> None:
+    step = ArchStep(LLAMA_H100)
+    got = step.batch_ms(np.array([0.0, 512.0, 300.0]), np.array([0.0, 0.0, 1024.0]), np.array([8.0, 8.0, 0.0]),
+                        np.array([8 * 700.0, 8 * 700.0, 0.0]))  # fmt: skip
+    want = [
+        LLAMA_H100.step_ms(BatchShape(decode_seqs=8, decode_ctx=5600)),
+        LLAMA_H100.step_ms(BatchShape(512, chunk_attention_pairs(0, 512), 0, 1, 8, 5600)),
+        LLAMA_H100.step_ms(BatchShape(300, chunk_attention_pairs(1024, 300), 1024, 1, 0, 0)),
+    ]
+    assert got == pytest.approx(want, rel=1e-12)
+    # Fractional batch sizes interpolate between whole ones.
+    half = step.batch_ms(np.array([0.0]), np.array([0.0]), np.array([8.5]), np.array([8.5 * 700.0]))[0]
+    lo = LLAMA_H100.step_ms(BatchShape(decode_seqs=8, decode_ctx=5600))
+    hi = LLAMA_H100.step_ms(BatchShape(decode_seqs=9, decode_ctx=6300))
+    assert half == pytest.approx((lo + hi) / 2)
+
+
+def test_fluid_with_the_architecture_step_model_matches_request_level_at_low_load() -> None:
+    # Issue 19's step model in both modes (Llama-3.1-8B on an H100); docs/serving.md has the table.
+    engine = EngineConfig(0.0, 0.0, 0.0, max_num_seqs=128, num_gpu_blocks=100_000, step=LLAMA_H100)
+    c = compare(engine, TokenDist(1024), TokenDist(256), 0.3, 1200.0, SLO(300.0, 30.0))
+    for name in LATENCIES:
+        assert abs(c.error(name)) < 0.05, (name, c.sim[name], c.fluid[name])
+
+
+def test_fluid_refuses_engine_features_it_does_not_model() -> None:
+    for flag in ("kv_on_demand", "prefix_caching"):
+        with pytest.raises(TwinInputError, match=flag):
+            fluid_replica(dataclasses.replace(ENGINE, **{flag: True}), TokenDist(512), TokenDist(256))

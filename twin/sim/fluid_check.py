@@ -12,8 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from twin.errors import TwinInputError
 from twin.policy.serving import get_autoscaler
 from twin.policy.serving.fluid import SLO, FluidEngine, FluidMetrics, FluidReplica, analyze, max_rate
+from twin.policy.serving.fluid_arch import ArchStep
 from twin.policy.serving.fluid_shapes import LinearStep, TokenShape
 from twin.sim.serving import DONE, EngineConfig, ServingConfig, ServingSim, VariantConfig
 from twin.sim.serving_traffic import RatePattern, TokenDist, generate_trace
@@ -23,7 +25,20 @@ WARMUP_S = 60.0  # requests arriving before this are left out (the replica start
 
 
 def fluid_replica(engine: EngineConfig, input_tokens: TokenDist, output_tokens: TokenDist) -> FluidReplica:
-    """The analytic model of one simulated replica (same limits, step parameters and token shapes)."""
+    """The analytic model of one simulated replica (same limits, step model and token shapes)."""
+    for flag in ("kv_on_demand", "prefix_caching"):
+        if getattr(engine, flag):
+            raise TwinInputError(
+                "the fluid mode models KV reserved at admission without prefix caching; turn this off",
+                obj="engine",
+                field=flag,
+                value=True,
+            )
+    step: LinearStep | ArchStep = (
+        ArchStep(engine.step)
+        if engine.step is not None
+        else LinearStep(engine.alpha_ms, engine.beta_ms, engine.gamma_ms)
+    )
     return FluidReplica(
         FluidEngine(
             engine.max_num_seqs,
@@ -34,7 +49,7 @@ def fluid_replica(engine: EngineConfig, input_tokens: TokenDist, output_tokens: 
         ),
         _shape(input_tokens),
         _shape(output_tokens),
-        LinearStep(engine.alpha_ms, engine.beta_ms, engine.gamma_ms),
+        step,
     )
 
 

@@ -32,6 +32,7 @@ import numpy as np
 
 from twin.errors import TwinInputError
 from twin.policy.serving.fluid_shapes import (
+    BatchStep,
     StepFn,
     TokenShape,
     gamma_cdf,
@@ -79,7 +80,7 @@ class FluidReplica:
     engine: FluidEngine
     input_tokens: TokenShape
     output_tokens: TokenShape
-    step_ms: StepFn
+    step_ms: StepFn | BatchStep
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,7 @@ class ReplicaShape:
     def __init__(self, rep: FluidReplica) -> None:
         eng = rep.engine
         self.rep = rep
-        self.step = rep.step_ms
+        self.step_fn = rep.step_ms
         self.i_val, self.i_w = rep.input_tokens.nodes(NODES)
         self.o_val, self.o_w = rep.output_tokens.nodes(NODES)
         self.i_mean = float(np.dot(self.i_val, self.i_w))
@@ -159,9 +160,17 @@ class ReplicaShape:
                 value=eng.max_num_batched_tokens,
             )
 
+    def step(self, prefill: np.ndarray, start: np.ndarray, decodes: np.ndarray, decode_ctx: np.ndarray) -> np.ndarray:
+        """One step: ``prefill`` prompt tokens from position ``start`` beside ``decodes`` sequences."""
+        fn = self.step_fn
+        if isinstance(fn, BatchStep):
+            return np.asarray(fn.batch_ms(prefill, start, decodes, decode_ctx), dtype=np.float64)
+        kv = decode_ctx + np.where(prefill > 0, start + prefill, 0.0)
+        return np.asarray(fn(prefill, decodes, kv), dtype=np.float64)
+
     def decode_ms(self, n: np.ndarray | float) -> np.ndarray:
         n = np.asarray(n, dtype=np.float64)
-        return np.asarray(self.step(0.0 * n, n, n * self.c_other), dtype=np.float64)
+        return self.step(0.0 * n, 0.0 * n, n, n * self.c_other)
 
     def prefill(self, inp: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Duration of a prompt's prefill steps with ``n`` decodes beside it, and the extra work it adds."""
@@ -169,13 +178,13 @@ class ReplicaShape:
         budget = np.maximum(self.rep.engine.max_num_batched_tokens - n, 1.0)
         chunks = np.ceil(inp / budget)
         ctx = n * self.c_other
-        base = np.asarray(self.step(0.0 * n, n, ctx), dtype=np.float64)
+        base = self.step(0.0 * n, 0.0 * n, n, ctx)
         dur = np.zeros(inp.shape)
         for j in range(int(chunks.max()) if chunks.size else 0):
             active = chunks > j
             end = np.minimum((j + 1) * budget, inp)
             size = end - np.minimum(j * budget, inp)
-            dur += np.where(active, np.asarray(self.step(size, n, ctx + end), dtype=np.float64), 0.0)
+            dur += np.where(active, self.step(size, end - size, n, ctx), 0.0)
         return dur, dur - chunks * base
 
     def prefill_work(self, n: np.ndarray) -> np.ndarray:
@@ -345,7 +354,14 @@ def steady_state(shape: ReplicaShape, lam: float, slo: SLO) -> dict[str, float]:
 
     pm_dec = _poisson(admitted * t_dec)  # (state, merges)
     pm_mix = _poisson(admitted * (t_dec + work_lb))
-    extra_mean = np.where(busy, ((1 - q_mixed) * (pm_dec @ merges) + q_mixed * (pm_mix @ merges)) * work, 0.0)
+    # The shared step with m more prompts (of mean length): exact for a linear step, and it keeps a
+    # nonlinear (architecture) step's cost of a bigger prefill batch.
+    merged, _ = shape.prefill(shape.i_val[None, :, None] + merges[None, None, :] * shape.i_mean, dec_k[:, None, None])
+    shift = merged - base[:, :, None]  # (state, input stratum, merges)
+    shift_m = np.einsum("kim,i->km", shift, shape.i_w)
+    extra_mean = np.where(
+        busy, (1 - q_mixed) * (pm_dec * shift_m).sum(axis=1) + q_mixed * (pm_mix * shift_m).sum(axis=1), 0.0
+    )
     ttft_k = ttft_k + extra_mean
 
     def ttft_cdf_k(x: np.ndarray) -> np.ndarray:
@@ -356,7 +372,7 @@ def steady_state(shape: ReplicaShape, lam: float, slo: SLO) -> dict[str, float]:
         if b.any():
             td = t_dec[b, None, None, None]
             tm = (t_dec + work_lb)[b, None, None, None]
-            ym = y[b, :, None, :] - (merges[None, :] * work[b, None])[:, None, :, None]  # (k, i, m, x)
+            ym = y[b, :, None, :] - shift[b, :, :, None]  # (k, i, m, x)
             uni = (1 - q_mixed[b])[:, None, None] * np.einsum("kimx,km->kix", np.clip(ym / td, 0, 1), pm_dec[b])
             uni += q_mixed[b, None, None] * np.einsum("kimx,km->kix", np.clip(ym / tm, 0, 1), pm_mix[b])
             f[b] = uni
@@ -377,10 +393,13 @@ def steady_state(shape: ReplicaShape, lam: float, slo: SLO) -> dict[str, float]:
 
     def itl_at(others: np.ndarray) -> np.ndarray:
         n_tot = 1.0 + others
-        return np.asarray(shape.step(0.0 * others, n_tot, c_own + others * shape.c_other), dtype=np.float64) / infl
+        return shape.step(0.0 * others, 0.0 * others, n_tot, c_own + others * shape.c_other) / infl
 
-    itl_m = itl_at(np.full_like(o_val, m_o))
-    slope = itl_at(np.full_like(o_val, m_o + 1.0)) - itl_m
+    at_mean = itl_at(np.full_like(o_val, m_o))
+    slope = itl_at(np.full_like(o_val, m_o + 1.0)) - at_mean
+    # The time average over the batch sizes (not the step at the mean size): a step that turns
+    # compute-bound as the batch grows is convex in it. Equal to ``at_mean`` for a linear step.
+    itl_m = w @ np.stack([itl_at(np.full_like(o_val, x)) for x in n_oth])
     itl_bar = float(o_w[has_itl] @ itl_m[has_itl] / o_w[has_itl].sum()) if has_itl.any() else 0.0
     life = np.maximum(o_val - 1.0, 1.0) * itl_bar
     service = float(pre_full) + np.maximum(o_val - 1.0, 0.0) * itl_bar
@@ -408,7 +427,7 @@ def steady_state(shape: ReplicaShape, lam: float, slo: SLO) -> dict[str, float]:
     itl_mean = float(w @ (mean_ko @ ow_norm))
     hi_t = float(
         np.max(base)
-        + np.max(np.where(queued, (shape_q + 6 * np.sqrt(shape_q)) / mu_wait, t_dec + work_lb + MAX_MERGES * work))
+        + np.max(np.where(queued, (shape_q + 6 * np.sqrt(shape_q)) / mu_wait, t_dec + work_lb + float(shift.max())))
     )
     hi_i = float(np.max(mean_ko) + 7 * np.max(sd_o))
     t_pct = percentiles_from_cdf(lambda x: w @ ttft_cdf_k(x), hi_t, PROBS)

@@ -12,6 +12,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from statistics import NormalDist
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -19,7 +20,19 @@ from twin.errors import TwinInputError
 
 StepFn = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 """``step_ms(prefill_tokens, decode_seqs, kv_tokens)``: one engine iteration in ms, elementwise over
-numpy arrays of one shape (the model evaluates many states at once)."""
+numpy arrays of one shape (the model evaluates many states at once). ``kv_tokens`` counts the
+decodes' context plus a prefill chunk's end position, as the simulator's alpha/beta/gamma step does."""
+
+
+@runtime_checkable
+class BatchStep(Protocol):
+    """A richer step model that needs the prefill chunk's start and the decodes' context apart
+    (``fluid_arch.ArchStep`` wraps the architecture-based ``StepModel`` this way)."""
+
+    def batch_ms(
+        self, prefill_tokens: np.ndarray, prefill_start: np.ndarray, decode_seqs: np.ndarray, decode_ctx: np.ndarray
+    ) -> np.ndarray: ...
+
 
 _STD = NormalDist()
 DISTS = ("fixed", "exponential", "lognormal")
