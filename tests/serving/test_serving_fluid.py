@@ -239,3 +239,11 @@ def test_fluid_refuses_engine_features_it_does_not_model() -> None:
     for flag in ("kv_on_demand", "prefix_caching"):
         with pytest.raises(TwinInputError, match=flag):
             fluid_replica(dataclasses.replace(ENGINE, **{flag: True}), TokenDist(512), TokenDist(256))
+
+
+def test_integer_token_means_do_not_truncate_fractional_batch_sizes() -> None:
+    # An int mean once made the strata int64, and numpy.full_like then cut the mean batch size to an integer.
+    as_int = analyze(replica(inp=512, out=256), 3.0)
+    as_float = analyze(replica(inp=512.0, out=256.0), 3.0)
+    assert as_int.itl_mean_ms == as_float.itl_mean_ms
+    assert TokenShape(512).nodes(8)[0].dtype == np.float64

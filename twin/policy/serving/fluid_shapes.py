@@ -96,7 +96,7 @@ class TokenShape:
         ``count`` equal ones up to the 90th percentile, then finer ones in the tail, which sets the p95/p99
         of the latencies (a prompt in the top 5 % takes its own long prefill step)."""
         if self.dist == "fixed" or count <= 1:
-            return np.array([max(self.mean, float(self.minimum))]), np.array([1.0])
+            return np.array([max(float(self.mean), float(self.minimum))]), np.array([1.0])  # float: never int64
         edges = [0.9 * j / count for j in range(count)] + list(TAIL_EDGES)
         values = []
         if self.dist == "exponential":
