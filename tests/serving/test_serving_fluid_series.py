@@ -10,7 +10,7 @@ from twin.policy.serving import get_autoscaler
 from twin.policy.serving.fluid import SLO, analyze, max_rate
 from twin.policy.serving.fluid_series import FluidTable, run_series
 from twin.sim.fluid_check import fluid_replica
-from twin.sim.serving import DONE, EngineConfig, ServingConfig, ServingSim, VariantConfig
+from twin.sim.serving import DONE, REJECTED, TIMEOUT, EngineConfig, ServingConfig, ServingSim, VariantConfig
 from twin.sim.serving_traffic import RatePattern, TokenDist, Trace, poisson_arrivals
 
 ENGINE = EngineConfig(8.0, 0.03, 0.0003, max_num_seqs=32, num_gpu_blocks=100_000, max_waiting=100)
@@ -130,3 +130,31 @@ def test_piecewise_rate_matches_request_level(table: FluidTable) -> None:
         sel = (r.status == DONE) & (r.arrival >= lo) & (r.arrival < hi)
         assert float(np.mean(r.ttft_s[sel])) * 1000 == pytest.approx(float(np.mean(s.ttft_mean_ms[half])), rel=0.06)
         assert float(np.nanmean(r.itl_s[sel])) * 1000 == pytest.approx(float(np.mean(s.itl_mean_ms[half])), rel=0.05)
+
+
+def test_timeouts_cap_the_backlog(table: FluidTable) -> None:
+    cap = max_rate(REP)
+    s = run_series(table, np.array([1.5 * cap]), np.array([1]), 60.0, timeout_s=0.5)
+    assert s.backlog[0] == pytest.approx(0.5 * cap)  # what the replica starts within the timeout
+    assert s.rejected[0] == pytest.approx(0.5 * cap * 60 - 0.5 * cap)
+    with pytest.raises(TwinInputError, match="timeout_s"):
+        run_series(table, np.array([1.0]), np.array([1]), 60.0, timeout_s=0.0)
+
+
+def test_overload_timeouts_match_request_level() -> None:
+    # One replica at 1.5x its capacity for 5 minutes, 20 s client timeout, a queue limit that never binds.
+    engine = EngineConfig(8.0, 0.03, 0.0003, max_num_seqs=32, num_gpu_blocks=100_000, max_waiting=100_000)
+    rep = fluid_replica(engine, INP, OUT)
+    cap = max_rate(rep)
+    dt, n = 10.0, 30
+    rng = np.random.default_rng(5)
+    times = poisson_arrivals(RatePattern(1.5 * cap), n * dt, rng)
+    trace = Trace(times, INP.sample(rng, times.size), OUT.sample(rng, times.size))
+    variant = VariantConfig("v", engine, initial_replicas=1, min_replicas=1, max_replicas=1)
+    cfg = ServingConfig("m", (variant,), request_timeout_s=20.0)
+    r = ServingSim(cfg, trace, get_autoscaler("static", replicas=1), duration_s=n * dt).run()
+    failed = int(np.count_nonzero((r.status == TIMEOUT) | (r.status == REJECTED)))
+    s = run_series(FluidTable(rep, SLO_CASE), np.full(n, 1.5 * cap), np.full(n, 1), dt, timeout_s=20.0)
+    assert s.saturated.all()
+    assert float(s.rejected.sum()) == pytest.approx(failed, rel=0.1)
+    assert float(s.served.mean()) == pytest.approx(np.count_nonzero(r.status == DONE) / (n * dt), rel=0.1)

@@ -114,8 +114,14 @@ def run_series(
     dt_s: float,
     speeds: np.ndarray | None = None,
     backlog0: float = 0.0,
+    timeout_s: float | None = None,
 ) -> FluidSeries:
-    """Walk intervals of ``dt_s`` seconds with constant arrival rate, ready replicas and GPU share each."""
+    """Walk intervals of ``dt_s`` seconds with constant arrival rate, ready replicas and GPU share each.
+
+    ``timeout_s`` (the simulator's ``request_timeout``): a FIFO queue drained at ``capacity`` holds at
+    most ``capacity * timeout_s`` requests that can still start in time; the rest time out and are
+    counted in ``rejected``. Without replicas nothing drains and nothing is dropped.
+    """
     rates = np.asarray(rates, dtype=np.float64)
     reps = np.asarray(replicas)
     n = rates.size
@@ -127,6 +133,8 @@ def run_series(
         raise TwinInputError("one integer >= 0 per interval", field="replicas", value=reps.shape)
     if not math.isfinite(dt_s) or not 0 < dt_s <= 86400:
         raise TwinInputError("must be in (0, 86400] seconds", field="dt_s", value=dt_s)
+    if timeout_s is not None and (not math.isfinite(timeout_s) or timeout_s <= 0):
+        raise TwinInputError("must be > 0 seconds", field="timeout_s", value=timeout_s)
     if not math.isfinite(backlog0) or backlog0 < 0:
         raise TwinInputError("must be >= 0", field="backlog0", value=backlog0)
     spd = np.ones(n) if speeds is None else np.asarray(speeds, dtype=np.float64)
@@ -153,6 +161,8 @@ def run_series(
 
     # The backlog recursion is sequential; everything else above and below is vectorised.
     limit = reps * float(table.rep.engine.max_waiting)
+    if timeout_s is not None:
+        limit = np.minimum(limit, cap * timeout_s)
     start = np.zeros(n)
     end = np.zeros(n)
     rejected = np.zeros(n)
