@@ -224,7 +224,7 @@ def test_arch_step_adapter_matches_the_step_model() -> None:
     half = step.batch_ms(np.array([0.0]), np.array([0.0]), np.array([8.5]), np.array([8.5 * 700.0]))[0]
     lo = LLAMA_H100.step_ms(BatchShape(decode_seqs=8, decode_ctx=5600))
     hi = LLAMA_H100.step_ms(BatchShape(decode_seqs=9, decode_ctx=6300))
-    assert half == pytest.approx((lo + hi) / 2)
+    assert half == pytest.approx((lo + hi) / 2, rel=1e-4)  # contexts are rounded to ~0.2 %
 
 
 def test_fluid_with_the_architecture_step_model_matches_request_level_at_low_load() -> None:

@@ -274,7 +274,7 @@ def steady_state(shape: ReplicaShape, lam: float, slo: SLO) -> dict[str, float]:
     slope = itl_at(np.full_like(o_val, m_o + 1.0)) - at_mean
     # The time average over the batch sizes (not the step at the mean size): a step that turns
     # compute-bound as the batch grows is convex in it. Equal to ``at_mean`` for a linear step.
-    itl_m = w @ np.stack([itl_at(np.full_like(o_val, x)) for x in n_oth])
+    itl_m = w @ itl_at(n_oth[:, None] + np.zeros_like(o_val)[None, :])
     itl_bar = float(o_w[has_itl] @ itl_m[has_itl] / o_w[has_itl].sum()) if has_itl.any() else 0.0
     life = np.maximum(o_val - 1.0, 1.0) * itl_bar
     service = float(pre_full) + np.maximum(o_val - 1.0, 0.0) * itl_bar
