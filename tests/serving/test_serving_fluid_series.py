@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from twin.errors import TwinInputError
 from twin.policy.serving import get_autoscaler
@@ -158,3 +160,27 @@ def test_overload_timeouts_match_request_level() -> None:
     assert s.saturated.all()
     assert float(s.rejected.sum()) == pytest.approx(failed, rel=0.1)
     assert float(s.served.mean()) == pytest.approx(np.count_nonzero(r.status == DONE) / (n * dt), rel=0.1)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    rates=st.lists(st.floats(0.0, 40.0), min_size=1, max_size=30),
+    reps=st.lists(st.integers(0, 4), min_size=30, max_size=30),
+    speeds=st.lists(st.sampled_from([1.0, 0.5]), min_size=30, max_size=30),
+    backlog0=st.floats(0.0, 500.0),
+    timeout=st.sampled_from([None, 5.0, 60.0]),
+)
+def test_series_conserves_requests(
+    table: FluidTable, rates: list[float], reps: list[int], speeds: list[float], backlog0: float, timeout: float | None
+) -> None:
+    # Every request offered is served, rejected (queue limit or timeout) or still queued; nothing is negative.
+    n, dt = len(rates), 15.0
+    r = np.array(rates)
+    s = run_series(table, r, np.array(reps[:n]), dt, np.array(speeds[:n]), backlog0=backlog0, timeout_s=timeout)
+    start = np.concatenate([[backlog0], s.backlog[:-1]])
+    assert np.all(s.backlog >= 0) and np.all(s.rejected >= 0) and np.all(s.served >= -1e-9)
+    assert np.allclose(start + r * dt, s.served * dt + s.rejected + s.backlog, rtol=1e-12, atol=1e-9)
+    cap = np.array(reps[:n]) * max_rate(REP) * np.array(speeds[:n])
+    assert np.all(s.served <= cap * (1 + 1e-9) + 1e-9)
+    att = s.slo_attainment[np.isfinite(s.slo_attainment)]
+    assert np.all((att >= 0) & (att <= 1))

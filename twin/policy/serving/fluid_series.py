@@ -184,6 +184,9 @@ def run_series(
         backlog_path, (start + arrivals - end - rejected) / dt_s, cols["throughput"] * 1000.0 * nrep * spd
     )
     served = np.where(reps > 0, served, 0.0)
+    # In the steady state the waiting room refuses the chain's blocked share: count it, so that
+    # offered = served + rejected + queued holds in every interval.
+    rejected = np.where(backlog_path, rejected, np.maximum(arrivals - served * dt_s, 0.0))
     # Fluid FIFO wait: the backlog a request finds, over the service rate; arrivals uniform in time.
     t = np.linspace(0.0, dt_s, 33)[None, :]
     queue_t = np.clip(start[:, None] + (rates - cap)[:, None] * t, 0.0, np.where(reps > 0, limit, np.inf)[:, None])
