@@ -107,6 +107,9 @@ def test_saturation_reports_the_growth_rate() -> None:
     assert m.running == pytest.approx(16, abs=0.1)
     below = analyze(rep, 0.5 * top)
     assert not below.saturated and below.growth_rate == 0.0
+    assert m.backlog_after(10.0) == pytest.approx(5.0 * top)
+    assert below.backlog_after(10.0, backlog=2.0 * top) == 0.0  # drains at the spare 0.5 * top
+    assert below.backlog_after(1.0, backlog=2.0 * top) == pytest.approx(1.5 * top)
 
 
 def test_kv_cache_caps_the_batch() -> None:

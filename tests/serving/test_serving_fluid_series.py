@@ -145,7 +145,7 @@ def test_timeouts_cap_the_backlog(table: FluidTable) -> None:
 
 def test_overload_timeouts_match_request_level() -> None:
     # One replica at 1.5x its capacity for 5 minutes, 20 s client timeout, a queue limit that never binds.
-    engine = EngineConfig(8.0, 0.03, 0.0003, max_num_seqs=32, num_gpu_blocks=100_000, max_waiting=100_000)
+    engine = EngineConfig(8.0, 0.03, 0.0003, max_num_seqs=32, num_gpu_blocks=100_000, max_waiting=5_000)
     rep = fluid_replica(engine, INP, OUT)
     cap = max_rate(rep)
     dt, n = 10.0, 30

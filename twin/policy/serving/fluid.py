@@ -79,6 +79,14 @@ class FluidMetrics:
     kv_usage: float
     queue_length: float
 
+    def backlog_after(self, dt_s: float, backlog: float = 0.0) -> float:
+        """Requests queued after a fluid step of ``dt_s`` seconds from ``backlog``: it grows at
+        ``growth_rate`` when saturated and drains at the spare capacity otherwise (waiting room and
+        timeouts aside; ``fluid_series.run_series`` applies those)."""
+        if not math.isfinite(dt_s) or dt_s < 0:
+            raise TwinInputError("must be a finite number >= 0", obj="fluid", field="dt_s", value=dt_s)
+        return max(backlog + (self.rate - self.max_rate) * dt_s, 0.0)
+
 
 def analyze(
     rep: FluidReplica, rate: float, replicas: int = 1, speed: float = 1.0, slo: SLO | None = None
