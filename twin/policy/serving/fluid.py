@@ -267,9 +267,13 @@ def steady_state(shape: ReplicaShape, lam: float, slo: SLO) -> dict[str, float]:
     # ---- ITL per (state, output stratum): normal approximation of the life-averaged step time
     n_oth = np.minimum(k + 1.0, n_max) - 1.0
     m_o = float(w @ n_oth)
-    var_n = float(w @ (n_oth - m_o) ** 2)
     work_m = float(shape.prefill_work(np.array(max(m_o + 1.0, 1.0))))
     infl = 1.0 - min(admitted * work_m, 0.999)
+    # Every prompt admitted delays every running sequence by its prefill work, so prompts arriving in a
+    # burst stretch the window in which the batch fills: the count is a branching process whose
+    # dispersion grows by 1/(1 - lambda*P)^2 (a Poisson cluster's total progeny), which the chain's
+    # constant inflation averages away.
+    var_n = float(w @ (n_oth - m_o) ** 2) / infl**2
     o_val, o_w = shape.o_val, shape.o_w
     has_itl = o_val >= 2.0
     c_own = shape.c_own
