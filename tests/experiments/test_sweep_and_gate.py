@@ -56,16 +56,16 @@ def test_sweep_runs_every_combination_and_resumes_without_recomputing(
 ) -> None:
     calls = tmp_path / "calls.txt"
     monkeypatch.setenv("SWEEP_CALLS", str(calls))
-    runs = plan_runs(str(scenario), parse_grid(["pools.gpu.count=4,8"]), [0, 1, 2])
+    runs = plan_runs(str(scenario), parse_grid(["pools.gpu.count=4,8"]), [0, 1, 2], runner=RUNNER)
     assert len(runs) == 6 and len({r.run_id for r in runs}) == 6
     out = tmp_path / "out"
     with make_executor("serial", 1) as pool:
-        first = run_sweep(runs[:4], out, executor=pool, runner=RUNNER)  # "crash" after 4 runs
+        first = run_sweep(runs[:4], out, executor=pool)  # "crash" after 4 runs
         assert first.computed == 4
         # A torn last line, as a killed process could leave behind.
         with (out / "runs.jsonl").open("a") as fh:
             fh.write('{"run_id": "abc", "metr')
-        second = run_sweep(runs, out, executor=pool, runner=RUNNER)
+        second = run_sweep(runs, out, executor=pool)
     assert (second.reused, second.computed) == (4, 2)
     assert len(calls.read_text().splitlines()) == 6  # nothing computed twice
     assert len(read_finished(out / "runs.jsonl")) == 6
@@ -84,17 +84,17 @@ def test_sweep_runs_every_combination_and_resumes_without_recomputing(
 
 
 def test_changed_scenario_invalidates_old_results(scenario: Path) -> None:
-    before = plan_runs(str(scenario), {}, [0])[0].run_id
+    before = plan_runs(str(scenario), {}, [0], runner=RUNNER)[0].run_id
     scenario.write_text("name: changed\n")
-    assert plan_runs(str(scenario), {}, [0])[0].run_id != before
+    assert plan_runs(str(scenario), {}, [0], runner=RUNNER)[0].run_id != before
 
 
 def test_local_process_executor_gives_the_same_rows_as_serial(scenario: Path, tmp_path: Path) -> None:
-    runs = plan_runs(str(scenario), parse_grid(["pools.gpu.count=2,6"]), [0, 1])
+    runs = plan_runs(str(scenario), parse_grid(["pools.gpu.count=2,6"]), [0, 1], runner=RUNNER)
     with make_executor("serial", 1) as pool:
-        serial = run_sweep(runs, tmp_path / "a", executor=pool, runner=RUNNER)
+        serial = run_sweep(runs, tmp_path / "a", executor=pool)
     with make_executor("local", 2) as pool:
-        parallel = run_sweep(runs, tmp_path / "b", executor=pool, runner=RUNNER)
+        parallel = run_sweep(runs, tmp_path / "b", executor=pool)
     assert [r["metrics"] for r in serial.rows] == [r["metrics"] for r in parallel.rows]
 
 

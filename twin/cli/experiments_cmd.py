@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 import click
 from rich.console import Console
@@ -15,9 +16,11 @@ from rich.table import Table
 
 from twin.atomic import atomic_write_text
 from twin.experiments.check import Comparison, Verdict, run_check
-from twin.experiments.plan import PlanResult, parse_constraint, parse_vary, search
+from twin.experiments.plan import Constraint, Dimension, PlanResult, parse_constraint, parse_vary, search
 from twin.experiments.sweep import (
     DEFAULT_RUNNER,
+    RunPool,
+    SweepInterrupted,
     aggregate,
     make_executor,
     parse_grid,
@@ -68,10 +71,13 @@ def sweep(
 ) -> None:
     """Run every combination of --grid values x seeds; resumable; writes results.csv (and .parquet)."""
     grid = parse_grid(grid_items)
-    runs = plan_runs(scenario, grid, list(range(seeds)))
-    with make_executor(executor, workers or _default_workers()) as pool, _progress() as progress:
-        task = progress.add_task("sweep", total=len(runs))
-        result = run_sweep(runs, out_dir, executor=pool, runner=runner, on_done=lambda s, ok: progress.advance(task))
+    runs = plan_runs(scenario, grid, list(range(seeds)), runner=runner)
+    try:
+        with make_executor(executor, workers or _default_workers()) as pool, _progress() as progress:
+            task = progress.add_task("sweep", total=len(runs))
+            result = run_sweep(runs, out_dir, executor=pool, on_done=lambda s, ok: progress.advance(task))
+    except SweepInterrupted as stop:
+        _interrupted(stop, "sweep")
     table = aggregate(result.rows, float(confidence))
     written = write_table(table, out_dir)
     _print_table(table, grid)
@@ -79,6 +85,8 @@ def sweep(
         f"{result.computed} runs computed, {result.reused} reused, {len(result.failed)} failed; "
         + ", ".join(str(p) for p in written)
     )
+    if result.reuse_note():
+        _console.print(result.reuse_note())
     for run_id, error in result.failed:
         _console.print(f"[red]run {run_id} failed:[/] {error}")
     if result.failed:
@@ -137,24 +145,12 @@ def plan(
     """Find the cheapest configuration meeting the constraints with the stated confidence."""
     parsed = [parse_constraint(c) for c in constraints]
     dims = parse_vary(vary_items)
-    with make_executor(executor, workers or _default_workers()) as pool, _progress() as progress:
-        task = progress.add_task("plan: evaluating", total=None)
-
-        def evaluate(params: Mapping[str, int]) -> dict[str, list[float]]:
-            runs = plan_runs(scenario, {k: [str(v)] for k, v in params.items()}, list(range(seeds)))
-            result = run_sweep(runs, out_dir, executor=pool, runner=runner)
-            if result.failed:
-                raise click.ClickException(f"a run failed at {dict(params)}: {result.failed[0][1]}")
-            progress.advance(task)
-            samples: dict[str, list[float]] = {}
-            for row in result.rows:
-                for k, v in row["metrics"].items():
-                    samples.setdefault(k, []).append(float(v))
-            return samples
-
-        result = search(
-            dims, evaluate, objective=objective, constraints=parsed, minimise=not maximise, confidence=float(confidence)
-        )
+    try:
+        with make_executor(executor, workers or _default_workers()) as pool, _progress() as progress:
+            args = (scenario, dims, parsed, objective, maximise, seeds, confidence, out_dir, runner)
+            result = _plan_search(pool, progress, *args)
+    except SweepInterrupted as stop:
+        _interrupted(stop, "plan")
     answer = _plan_answer(result)
     atomic_write_text(Path(out_dir) / "plan.json", json.dumps(answer, indent=2, sort_keys=True) + "\n")
     if result.evaluations:
@@ -167,6 +163,54 @@ def plan(
         _print_plan(result)
     if result.best is None:
         sys.exit(1)
+
+
+def _plan_search(
+    pool: RunPool,
+    progress: Progress,
+    scenario: str,
+    dims: Sequence[Dimension],
+    constraints: Sequence[Constraint],
+    objective: str,
+    maximise: bool,
+    seeds: int,
+    confidence: str,
+    out_dir: str,
+    runner: str,
+) -> PlanResult:
+    task = progress.add_task("plan: evaluating", total=None)
+
+    def evaluate(params: Mapping[str, int]) -> dict[str, list[float]]:
+        runs = plan_runs(scenario, {k: [str(v)] for k, v in params.items()}, list(range(seeds)), runner=runner)
+        result = run_sweep(runs, out_dir, executor=pool)
+        if result.failed:
+            raise click.ClickException(f"a run failed at {dict(params)}: {result.failed[0][1]}")
+        progress.advance(task)
+        samples: dict[str, list[float]] = {}
+        for row in result.rows:
+            for k, v in row["metrics"].items():
+                samples.setdefault(k, []).append(float(v))
+        return samples
+
+    return search(
+        dims,
+        evaluate,
+        objective=objective,
+        constraints=constraints,
+        minimise=not maximise,
+        confidence=float(confidence),
+    )
+
+
+def _interrupted(stop: SweepInterrupted, command: str) -> NoReturn:
+    """Ctrl-C: say what was saved and how to resume; exit 130 like any interrupted command."""
+    saved = stop.result.reused + stop.result.computed
+    _console.print(
+        f"[yellow]interrupted:[/] {saved} of {stop.total} runs are saved in {stop.results_path} "
+        f"({stop.result.computed} finished in this session). Run the same command again to resume: "
+        f"finished runs are reused, not recomputed."
+    )
+    sys.exit(130)
 
 
 def _plan_answer(result: PlanResult) -> dict[str, object]:
