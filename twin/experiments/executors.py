@@ -93,7 +93,7 @@ class LocalPool(RunPool):
         return self._pool.submit(execute, spec.runner, spec.inputs.main.path, spec.seed, spec.overrides)
 
     def interrupt(self) -> None:
-        processes = list(getattr(self._pool, "_processes", {}).values())
+        processes = list((getattr(self._pool, "_processes", None) or {}).values())  # None once shut down
         self._pool.shutdown(wait=False, cancel_futures=True)
         for proc in processes:  # a run can take minutes: stop it rather than wait for it
             if proc.is_alive():
@@ -118,9 +118,7 @@ class DaskPool(RunPool):
         try:
             self._client = Client(address, timeout="10s")
         except OSError as err:
-            raise TwinInputError(
-                f"cannot reach the Dask scheduler: {err}", field="--executor", value=address
-            ) from None
+            raise TwinInputError(f"cannot reach the Dask scheduler: {err}", field="--executor", value=address) from None
         self.workers = max(1, len(self._client.scheduler_info().get("workers", {})))
         self._blobs: dict[str, Any] = {}  # sha256 -> Dask future holding the file's bytes
         self._running: list[Any] = []

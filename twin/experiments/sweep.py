@@ -104,9 +104,7 @@ class RunSpec:
     @property
     def run_id(self) -> str:
         """The run key: every input's content, the twin's version, the runner, overrides and seed."""
-        payload = json.dumps(
-            [self.inputs.digest(), self.runner, list(self.params), self.seed], separators=(",", ":")
-        )
+        payload = json.dumps([self.inputs.digest(), self.runner, list(self.params), self.seed], separators=(",", ":"))
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
