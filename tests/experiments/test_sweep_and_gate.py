@@ -251,6 +251,7 @@ def test_sweep_and_plan_cli(scenario: Path, tmp_path: Path) -> None:
     )
     assert res.exit_code == 0, res.output
     assert (out / "results.csv").exists() and len(read_finished(out / "runs.jsonl")) == 4
+    assert "sweep: 4/4 runs, 0:00:" in res.output  # off a terminal: plain progress lines, not silence
     out2 = tmp_path / "pl"
     res = runner.invoke(
         plan,
@@ -274,6 +275,7 @@ def test_sweep_and_plan_cli(scenario: Path, tmp_path: Path) -> None:
         ],
     )
     assert res.exit_code == 0, res.output
-    answer = json.loads(res.output.strip().splitlines()[-1])
+    assert "plan: " in res.output and "configurations evaluated" in res.output
+    answer = json.loads(res.stdout.strip().splitlines()[-1])
     assert answer["best"]["params"] == {"pools.gpu.count": 13}
     assert (out2 / "plan.png").stat().st_size > 1000
