@@ -38,9 +38,6 @@ _PR_SET_PDEATHSIG = 1
 class RunPool:
     """Submit runs; :meth:`interrupt` stops everything now (Ctrl-C)."""
 
-    name = "pool"
-    workers = 1
-
     def submit(self, spec: RunSpec) -> cf.Future[dict[str, float]]:
         raise NotImplementedError
 
@@ -49,8 +46,6 @@ class RunPool:
 
 
 class SerialPool(RunPool):
-    name = "serial"
-
     def submit(self, spec: RunSpec) -> cf.Future[dict[str, float]]:
         from twin.experiments.sweep import execute
 
@@ -81,10 +76,7 @@ def _watch_parent(parent: int) -> None:
 
 
 class LocalPool(RunPool):
-    name = "local"
-
     def __init__(self, workers: int) -> None:
-        self.workers = workers
         self._pool = cf.ProcessPoolExecutor(max_workers=workers, initializer=_worker_init, initargs=(os.getpid(),))
 
     def submit(self, spec: RunSpec) -> cf.Future[dict[str, float]]:
@@ -106,8 +98,6 @@ class LocalPool(RunPool):
 
 
 class DaskPool(RunPool):
-    name = "dask"
-
     def __init__(self, address: str) -> None:
         try:
             from distributed import Client  # optional extra
@@ -119,7 +109,6 @@ class DaskPool(RunPool):
             self._client = Client(address, timeout="10s")
         except OSError as err:
             raise TwinInputError(f"cannot reach the Dask scheduler: {err}", field="--executor", value=address) from None
-        self.workers = max(1, len(self._client.scheduler_info().get("workers", {})))
         self._blobs: dict[str, Any] = {}  # sha256 -> Dask future holding the file's bytes
         self._running: list[Any] = []
 
