@@ -117,7 +117,11 @@ class DaskPool(RunPool):
 
         if sha not in self._blobs:
             # A task, not scatter(): Dask can recompute it from the graph if its worker dies.
-            self._blobs[sha] = self._client.submit(identity, read_blob(path), key=f"twin-input-{sha}", pure=False)
+            future = self._client.submit(identity, read_blob(path), key=f"twin-input-{sha}", pure=False)
+            # Copied to every worker at once: Dask sends a task to where its inputs are, so a file held
+            # by one worker would pull every run that reads it onto that worker and idle the others.
+            self._client.replicate([future])
+            self._blobs[sha] = future
         return self._blobs[sha]
 
     def submit(self, spec: RunSpec) -> cf.Future[dict[str, float]]:
