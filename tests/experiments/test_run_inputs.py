@@ -93,12 +93,20 @@ _workload = st.fixed_dictionaries(
 )
 
 
-@given(st.lists(_workload, max_size=4), st.one_of(st.none(), _ref))
-def test_references_are_exactly_the_file_fields(workloads: list[dict[str, Any]], traffic: str | None) -> None:
-    data: dict[str, Any] = {"workloads": workloads}
+_variant = st.fixed_dictionaries({}, optional={"model": st.sampled_from(["cfg/config.json", "llama-3-8b"])})
+
+
+@given(st.lists(_workload, max_size=4), st.one_of(st.none(), _ref), st.booleans(), st.lists(_variant, max_size=3))
+def test_references_are_exactly_the_file_fields(
+    workloads: list[dict[str, Any]], traffic: str | None, azure: bool, variants: list[dict[str, Any]]
+) -> None:
+    data: dict[str, Any] = {"workloads": workloads, "variants": variants}
     if traffic is not None:
-        data["traffic"] = {"csv": traffic}
+        data["traffic"] = {"csv": traffic, **({"azure": {"file": "code"}} if azure else {})}
     expected = {"traffic.csv"} if traffic is not None else set()
+    if traffic is not None and azure:
+        expected.add("traffic.azure.file")
+    expected |= {f"variants.{i}.model" for i, v in enumerate(variants) if v.get("model") == "cfg/config.json"}
     for i, wl in enumerate(workloads):
         if "file" in wl.get("arrival", {}):
             expected.add(f"workloads.{i}.arrival.file")

@@ -6,9 +6,10 @@ machine must carry everything it reads. Both need the same list, so it is comput
 * the main file (a scenario YAML, or a pod list for the FGD paper runs);
 * every file the scenario references *after* the run's ``--set`` overrides are applied: replay
   arrival CSVs (``workloads.N.arrival.file``), usage traces (``workloads.N.usage.compute.file``,
-  ``...vram_gib.file``), manifest files (``workloads.N.manifest`` naming a .yaml/.yml file) and a
-  serving scenario's request trace (``traffic.csv``); relative paths resolve against the scenario's
-  folder, as ``twin run`` resolves them;
+  ``...vram_gib.file``), manifest files (``workloads.N.manifest`` naming a .yaml/.yml file), a
+  serving scenario's request trace (``traffic.csv``, ``traffic.azure.file``) and model configs
+  (``variants.N.model`` naming a .json file); relative paths resolve against the scenario's folder,
+  as ``twin run`` resolves them;
 * extra named inputs that a runner takes as ``key=path`` overrides (the paper runs' node list).
 
 Each reference records the dotted override key that names it, so a worker on another machine can
@@ -113,8 +114,19 @@ def scenario_references(data: Any) -> Iterator[tuple[str, str]]:
     if not isinstance(data, Mapping):
         return
     traffic = data.get("traffic")
-    if isinstance(traffic, Mapping) and isinstance(traffic.get("csv"), str):
-        yield "traffic.csv", traffic["csv"]
+    if isinstance(traffic, Mapping):
+        if isinstance(traffic.get("csv"), str):
+            yield "traffic.csv", traffic["csv"]
+        azure = traffic.get("azure")
+        if isinstance(azure, Mapping) and isinstance(azure.get("file"), str):
+            yield "traffic.azure.file", azure["file"]
+    variants = data.get("variants")
+    if isinstance(variants, list):
+        for i, variant in enumerate(variants):
+            # A model is a catalogue name or a config.json path (serving_scenario._step_model).
+            model = variant.get("model") if isinstance(variant, Mapping) else None
+            if isinstance(model, str) and model.endswith(".json"):
+                yield f"variants.{i}.model", model
     workloads = data.get("workloads")
     if not isinstance(workloads, list):
         return
@@ -161,9 +173,17 @@ def scenario_inputs(scenario: str | Path, overrides: Sequence[str] = ()) -> RunI
     base = Path(main.path).parent
     refs: dict[str, InputFile] = {}
     for key, written in scenario_references(_raw_with_overrides(path, overrides)):
-        ref = Path(written)
-        refs[key] = hashed(key, ref if ref.is_absolute() else base / ref, what=f"file named by {key}")
+        refs[key] = hashed(key, _resolve(key, written, base), what=f"file named by {key}")
     return RunInputs(main, tuple(refs[k] for k in sorted(refs)))
+
+
+def _resolve(key: str, written: str, base: Path) -> Path:
+    if key == "traffic.azure.file":  # `code`/`conv` name the public Azure files in the shared folder
+        from twin.sim.azure_trace import resolve_azure_source
+
+        return resolve_azure_source(written, base)
+    ref = Path(written)
+    return ref if ref.is_absolute() else base / ref
 
 
 def named_inputs(main: str | Path, named: Mapping[str, str | Path]) -> RunInputs:
