@@ -128,6 +128,7 @@ def test_cli_sweep_from_another_folder_ships_the_scenario_and_its_files(cluster:
     done = subprocess.run(cmd, cwd=tmp_path / "project", capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "4 runs computed, 0 reused, 0 failed" in done.stderr
+    assert "sweep: 4/4 runs" in done.stderr  # progress on the client (plain lines off a terminal)
     assert (tmp_path / "dask" / "results.csv").read_bytes() == expected
     # Each worker holds the inputs under their content hashes, never under the client's paths.
     inputs = scenario_inputs(scenario)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +12,10 @@ from hypothesis import strategies as st
 
 from twin.errors import TwinInputError
 from twin.experiments import run_inputs
+from twin.experiments.executors import SerialPool
 from twin.experiments.run_inputs import scenario_inputs, scenario_references
 from twin.experiments.shipping import localise
-from twin.experiments.sweep import make_executor, plan_runs, run_sweep
+from twin.experiments.sweep import RunSpec, SweepInterrupted, make_executor, plan_runs, run_sweep
 from twin.scenario import load_scenario
 
 RUNNER = "sweep_fake_runner:fake_run"
@@ -115,3 +117,32 @@ def test_references_are_exactly_the_file_fields(
         if wl.get("manifest") == "m.yaml":
             expected.add(f"workloads.{i}.manifest")
     assert {key for key, _ in scenario_references(data)} == expected
+
+
+class _InterruptingPool(SerialPool):
+    """Runs in-process; the second submission stands for Ctrl-C arriving mid-sweep."""
+
+    def __init__(self) -> None:
+        self.submitted = 0
+        self.interrupted = False
+
+    def submit(self, spec: RunSpec) -> cf.Future[dict[str, float]]:
+        self.submitted += 1
+        if self.submitted == 2:
+            raise KeyboardInterrupt
+        return super().submit(spec)
+
+    def interrupt(self) -> None:
+        self.interrupted = True
+
+
+def test_ctrl_c_while_submitting_stops_the_pool_and_a_rerun_completes(scenario: Path, tmp_path: Path) -> None:
+    runs = plan_runs(str(scenario), {}, [0, 1, 2], runner=RUNNER)
+    pool = _InterruptingPool()
+    with pytest.raises(SweepInterrupted) as stop:
+        run_sweep(runs, tmp_path / "out", executor=pool)
+    assert pool.interrupted and stop.value.total == 3
+    assert "of 3 runs are saved in" in str(stop.value)
+    with make_executor("serial", 1) as serial:
+        resumed = run_sweep(runs, tmp_path / "out", executor=serial)
+    assert resumed.reused + resumed.computed == 3 and resumed.stale == 0
