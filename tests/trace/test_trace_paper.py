@@ -76,7 +76,7 @@ def test_paper_writes_curves_summary_and_figures_and_resumes(data_dir: Path, tmp
     assert [(s["trace"], s["policy"], s["seeds"]) for s in summary] == [
         ("tiny", "fgd", "3"), ("tiny", "bestfit", "3"), ("tinier", "fgd", "3"), ("tinier", "bestfit", "3")
     ]  # fmt: skip
-    for png in ("paper-allocation.png", "paper-fragmentation.png"):
+    for png in ("paper-allocation.png", "paper-allocation-zoom.png", "paper-fragmentation.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     before = (out / "paper-curves.csv").read_bytes()
     again = CliRunner().invoke(main, args)

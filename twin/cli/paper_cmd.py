@@ -81,6 +81,12 @@ def paper(
             bands_png(bands(curves, "allocated_pct"), "GPU allocation (%)", "GPU allocation vs arrived workload"),
         ),
         atomic_write_bytes(
+            out_dir / "paper-allocation-zoom.png",
+            bands_png(
+                bands(curves, "allocated_pct"), "GPU allocation (%)", "GPU allocation near saturation", x_from=80
+            ),
+        ),
+        atomic_write_bytes(
             out_dir / "paper-fragmentation.png",
             bands_png(bands(curves, "frag_ratio_pct"), "fragmentation (% of idle GPU)", "GPU fragmentation"),
         ),

@@ -19,7 +19,8 @@ _STYLE = {
 }
 
 
-def bands_png(bands: Sequence[Band], ylabel: str, title: str) -> bytes:
+def bands_png(bands: Sequence[Band], ylabel: str, title: str, x_from: int = 0) -> bytes:
+    """One panel per trace; ``x_from`` > 0 zooms on arrived workload from there (y fitted to the data)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -39,6 +40,15 @@ def bands_png(bands: Sequence[Band], ylabel: str, title: str) -> bytes:
                 line = ax.plot(b.arrived_pct, b.mean, style, color=colour, linewidth=1.3, label=f"{b.policy} ({seeds})")
                 if len(b.seeds) > 1:  # min..max over seeds
                     ax.fill_between(b.arrived_pct, b.low, b.high, color=line[0].get_color(), alpha=0.2, linewidth=0)
+            if x_from > 0:
+                shown = [v for b in bands if b.trace == trace for x, v in zip(b.arrived_pct, b.low, strict=True)
+                         if x >= x_from]  # fmt: skip
+                top = [v for b in bands if b.trace == trace for x, v in zip(b.arrived_pct, b.high, strict=True)
+                       if x >= x_from]  # fmt: skip
+                ax.set_xlim(x_from, max(max(b.arrived_pct) for b in bands if b.trace == trace))
+                if shown:
+                    pad = max(0.5, 0.05 * (max(top) - min(shown)))
+                    ax.set_ylim(min(shown) - pad, max(top) + pad)
             ax.set_title(trace, fontsize=10)
             ax.grid(True, alpha=0.3)
         for ax in axes[-1]:
