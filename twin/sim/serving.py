@@ -381,7 +381,7 @@ class Replica:
         for s in done:
             if not self.cfg.kv_on_demand:
                 self.reserved_blocks -= -(-(s.inp + s.out) // bs)
-            self.sim.finish_ok(s, now, self.variant.name)
+            self.sim.finish_ok(s, now, self.variant.name, self)
 
 
 def _steps_within(a: float, g: float, t: float) -> int:
@@ -570,7 +570,8 @@ class ServingSim:
             return
         rep.enqueue(seq)
 
-    def finish_ok(self, seq: _Seq, now: float, variant: str) -> None:
+    def finish_ok(self, seq: _Seq, now: float, variant: str, replica: Replica | None = None) -> None:
+        """A request completed on ``replica`` (subclasses keep per-pod counters, like vLLM's /metrics)."""
         self.success_by_variant[variant] += 1
         i = seq.idx
         self.status[i] = DONE

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from twin.errors import TwinInputError
-from twin.sim.serving import DONE, ServingSim, _Seq
+from twin.sim.serving import DONE, Replica, ServingSim, _Seq
 from twin.sim.serving_replay import EngineSetup, run_engine
 from twin.sim.serving_traffic import Trace
 
@@ -39,8 +39,8 @@ class ClosedLoopSim(ServingSim):
         self.arrival[i] = self.env.now
         self._route(_Seq(i, int(t.input_tokens[i]), max(int(t.output_tokens[i]), 1)))
 
-    def finish_ok(self, seq: _Seq, now: float, variant: str) -> None:
-        super().finish_ok(seq, now, variant)
+    def finish_ok(self, seq: _Seq, now: float, variant: str, replica: Replica | None = None) -> None:
+        super().finish_ok(seq, now, variant, replica)
         if self._next < len(self.trace):
             self._send(self._next)
             self._next += 1
