@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from twin.experiments.check import run_check
+from twin.experiments.paper import curves_csv, curves_from_rows, paper_runs
 from twin.experiments.run_inputs import scenario_inputs
 from twin.experiments.sweep import RUNS_FILE, aggregate, make_executor, parse_grid, plan_runs, run_sweep, write_table
 
@@ -134,6 +136,35 @@ def test_cli_sweep_from_another_folder_ships_the_scenario_and_its_files(cluster:
     inputs = scenario_inputs(scenario)
     cached = {p.name for w in cluster.workers for p in (Path(_worker_dir(w)) / "cache").glob("*")}
     assert {f"{f.sha256}{f.suffix}" for f in inputs.files} <= cached
+
+
+def test_paper_runs_and_check_runs_on_dask_equal_the_serial_ones(cluster: Cluster, tmp_path: Path) -> None:
+    """Named inputs (the paper's node list) and the gate's seeds travel the same way as scenario files."""
+    data = tmp_path / "openb"
+    data.mkdir()
+    (data / "openb_node_list_gpu_node.csv").write_text(
+        "sn,cpu_milli,memory_mib,gpu,model\n" + "".join(f"n{i},32000,65536,{2 + 2 * (i % 2)},T4\n" for i in range(6))
+    )
+    pods = [
+        f"p{i:03d},{1000 + 500 * (i % 3)},2048,{1 if i % 4 else 0},{(250, 500, 1000, 0)[i % 4]}\n" for i in range(30)
+    ]
+    (data / "openb_pod_list_tiny.csv").write_text("name,cpu_milli,memory_mib,num_gpu,gpu_milli\n" + "".join(pods))
+    runs = paper_runs(data, data / "openb_node_list_gpu_node.csv", ["tiny"], ["fgd", "random"], [42, 43])
+    with make_executor("serial", 1) as pool:
+        serial = run_sweep(runs, tmp_path / "serial", executor=pool)
+    with make_executor(cluster.address, 1) as pool:
+        shipped = run_sweep(runs, tmp_path / "dask", executor=pool)
+    assert not shipped.failed and shipped.computed == len(runs)
+    assert curves_csv(curves_from_rows(shipped.rows)) == curves_csv(curves_from_rows(serial.rows))
+
+    scenario = write_scenario(tmp_path / "project")
+    written = []
+    for name, executor in (("serial", "serial"), ("dask", cluster.address)):
+        baseline = tmp_path / name / "gate.json"
+        with make_executor(executor, 1) as pool:
+            run_check([str(scenario)], str(baseline), update=True, seeds=3, pool=pool)
+        written.append(baseline.read_text())
+    assert written[0] == written[1]
 
 
 def _worker_dir(proc: subprocess.Popen[bytes]) -> str:
