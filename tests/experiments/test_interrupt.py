@@ -93,3 +93,25 @@ def test_sigkill_of_the_parent_leaves_no_orphan_workers(tmp_path: Path) -> None:
 
 def _alive(pids: list[int]) -> list[int]:
     return [p for p in pids if psutil.pid_exists(p)]
+
+
+def test_ctrl_c_stops_a_plan_and_says_how_to_resume(tmp_path: Path) -> None:
+    out = tmp_path / "plan"
+    cmd = [str(BIN / "twin"), "plan", str(ROOT / "scenarios" / "capacity-planning.yaml"), "--objective"]
+    cmd += ["cost_usd.nodes", "--constraint", "slo_attainment>=0.9", "--vary", "pools.h100.count=4..64"]
+    cmd += ["--seeds", "2", "--workers", "2", "-o", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        workers = _wait_for_rows(out, 2, proc)
+        sent = time.monotonic()
+        os.killpg(proc.pid, signal.SIGINT)
+        _, stderr = proc.communicate(timeout=30)
+        elapsed = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr
+    assert elapsed < 5, f"took {elapsed:.1f} s to stop"
+    saved = len((out / RUNS_FILE).read_text().splitlines())
+    assert f"{saved} finished runs are saved" in stderr and "Run the same command again to resume" in stderr
+    assert _all_gone(workers, 5)

@@ -25,6 +25,7 @@ from twin.experiments.sweep import (
     make_executor,
     parse_grid,
     plan_runs,
+    read_finished,
     run_sweep,
     write_table,
 )
@@ -196,11 +197,14 @@ def _plan_search(
 
 def _interrupted(stop: SweepInterrupted, command: str) -> NoReturn:
     """Ctrl-C: say what was saved and how to resume; exit 130 like any interrupted command."""
-    saved = stop.result.reused + stop.result.computed
+    if command == "plan":  # a plan is many small sweeps into one file: count the file
+        what = f"{len(read_finished(stop.results_path))} finished runs are saved in {stop.results_path}"
+    else:
+        saved = stop.result.reused + stop.result.computed
+        what = f"{saved} of {stop.total} runs are saved in {stop.results_path}"
     _console.print(
-        f"[yellow]interrupted:[/] {saved} of {stop.total} runs are saved in {stop.results_path} "
-        f"({stop.result.computed} finished in this session). Run the same command again to resume: "
-        f"finished runs are reused, not recomputed."
+        f"[yellow]interrupted:[/] {what}. Run the same command again to resume: "
+        "finished runs are reused, not recomputed."
     )
     sys.exit(130)
 
