@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from twin.experiments.sweep import RunSpec
 
 DASK_RETRIES = 2
+DASK_WORKER_WAIT_S = 30.0
 _PR_SET_PDEATHSIG = 1
 
 
@@ -109,6 +110,13 @@ class DaskPool(RunPool):
             self._client = Client(address, timeout="10s")
         except OSError as err:
             raise TwinInputError(f"cannot reach the Dask scheduler: {err}", field="--executor", value=address) from None
+        try:  # inputs are replicated to the workers up front: with none, that would wait forever
+            self._client.wait_for_workers(1, timeout=DASK_WORKER_WAIT_S)
+        except TimeoutError:
+            self._client.close()
+            raise TwinInputError(
+                f"the Dask cluster has no worker (waited {DASK_WORKER_WAIT_S:.0f} s)", field="--executor", value=address
+            ) from None
         self._blobs: dict[str, Any] = {}  # sha256 -> Dask future holding the file's bytes
         self._running: list[Any] = []
 
