@@ -14,9 +14,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
+from twin import yamlsafe
 from twin.atomic import atomic_write_text
 from twin.errors import TwinInputError, TwinInputErrors
 from twin.hardware import default_catalog
@@ -38,7 +38,7 @@ Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
 class _M(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ModelRef(_M):
@@ -168,20 +168,15 @@ class ServingScenario(_M):
 def is_serving_scenario(path: Path | str) -> bool:
     """A serving scenario names ``variants`` and ``traffic`` at the top level (a pool scenario doesn't)."""
     try:
-        data = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError):
+        data = yamlsafe.load_file(path, what="scenario")
+    except TwinInputError:
         return False  # the pool loader reports the error with its full context
     return isinstance(data, dict) and "variants" in data and "traffic" in data
 
 
 def load_serving_scenario(path: Path, overrides: Sequence[str] = ()) -> ServingScenario:
     file = str(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as err:
-        raise TwinInputError(f"cannot read: {err.strerror}", file=file) from err
-    except yaml.YAMLError as err:
-        raise TwinInputError("not valid YAML", file=file) from err
+    data = yamlsafe.load_file(path, what="serving scenario")
     if not isinstance(data, dict):
         raise TwinInputError("a serving scenario is a YAML mapping", file=file, value=type(data).__name__)
     for text in overrides:
