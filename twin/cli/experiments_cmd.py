@@ -15,6 +15,7 @@ from rich.table import Table
 
 from twin.atomic import atomic_write_text
 from twin.experiments.check import Comparison, Verdict, run_check
+from twin.experiments.metric_names import check_metric_names, default_objective, probe_metric_names
 from twin.experiments.plan import PlanResult, parse_constraint, parse_vary, search
 from twin.experiments.sweep import (
     DEFAULT_RUNNER,
@@ -22,6 +23,7 @@ from twin.experiments.sweep import (
     make_executor,
     parse_grid,
     plan_runs,
+    resolve_runner,
     run_sweep,
     write_table,
 )
@@ -109,7 +111,9 @@ def _print_table(table: Sequence[Mapping[str, object]], grid: Mapping[str, Seque
 
 @click.command()
 @click.argument("scenario", type=click.Path(exists=True, dir_okay=False))
-@click.option("--objective", default="cost", show_default=True, help="metric to optimise (see --maximise)")
+@click.option(
+    "--objective", default=None, help="metric to optimise (see --maximise); default cost_usd.nodes (serving: cost)"
+)
 @click.option("--maximise", is_flag=True, help="maximise the objective instead of minimising it")
 @click.option("--constraint", "constraints", multiple=True, metavar="METRIC>=X", help="repeatable")
 @click.option("--vary", "vary_items", multiple=True, required=True, metavar="KEY=A..B", help="repeatable")
@@ -122,7 +126,7 @@ def _print_table(table: Sequence[Mapping[str, object]], grid: Mapping[str, Seque
 @_runner_option
 def plan(
     scenario: str,
-    objective: str,
+    objective: str | None,
     maximise: bool,
     constraints: tuple[str, ...],
     vary_items: tuple[str, ...],
@@ -137,6 +141,12 @@ def plan(
     """Find the cheapest configuration meeting the constraints with the stated confidence."""
     parsed = [parse_constraint(c) for c in constraints]
     dims = parse_vary(vary_items)
+    # Metric names are checked on a short probe run before the search simulates anything.
+    names = probe_metric_names(scenario, [f"{d.key}={d.values[0]}" for d in dims], resolve_runner(runner))
+    objective = objective or default_objective(names)
+    check_metric_names(
+        {"--objective": objective, **{f"--constraint {c}": c.metric for c in parsed}}, names, scenario=scenario
+    )
     with make_executor(executor, workers or _default_workers()) as pool, _progress() as progress:
         task = progress.add_task("plan: evaluating", total=None)
 

@@ -8,6 +8,7 @@ regresses on any change beyond tolerance: a gate should not let an unexplained c
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import os
@@ -18,8 +19,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from twin import limits, yamlsafe
 from twin.atomic import atomic_write_text
-from twin.errors import TwinInputError
+from twin.errors import TwinInputError, short
 
 BASELINE_VERSION = 1
 DEFAULT_REL_TOL = 0.02
@@ -146,13 +148,20 @@ class BaselineEntry:
 
 def load_baseline(path: str | os.PathLike[str]) -> dict[str, BaselineEntry]:
     p = Path(path)
+    if not p.exists():
+        raise TwinInputError("baseline file not found (create it with --update)", file=str(p))
+    text = yamlsafe.read_text(p, what="baseline", max_bytes=limits.FILE_MAX_BYTES)
     try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise TwinInputError("baseline file not found (create it with --update)", file=str(p)) from None
+        data = json.loads(text)
+    except RecursionError:
+        raise TwinInputError("the baseline is nested too deeply", file=str(p)) from None
     except json.JSONDecodeError as err:
         raise TwinInputError(f"not valid JSON: {err.msg} at line {err.lineno}", file=str(p)) from None
-    if not isinstance(data, dict) or data.get("version") != BASELINE_VERSION or "scenarios" not in data:
+    if (
+        not isinstance(data, dict)
+        or data.get("version") != BASELINE_VERSION
+        or not isinstance(data.get("scenarios"), dict)
+    ):
         raise TwinInputError(
             f"not a twin baseline (expected version {BASELINE_VERSION} with 'scenarios')",
             file=str(p),
@@ -167,8 +176,8 @@ def load_baseline(path: str | os.PathLike[str]) -> dict[str, BaselineEntry]:
                 tuple(str(o) for o in entry.get("overrides", [])),
                 {str(k): float(v) for k, v in entry["metrics"].items()},
             )
-        except (KeyError, TypeError, ValueError) as err:
-            raise TwinInputError(f"malformed entry: {err}", file=str(p), obj=name) from None
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise TwinInputError(f"malformed entry: {short(err)}", file=str(p), obj=name) from None
     return out
 
 
@@ -259,6 +268,7 @@ def run_check(
     run = resolve_runner(runner or DEFAULT_RUNNER)
     default_tol, per_metric = parse_tolerances(tolerance)
     existing = load_baseline(baseline_path) if Path(baseline_path).exists() or not update else {}
+    _check_tolerance_names(per_metric, existing, baseline_path)
     rows: list[Comparison] = []
     fresh: dict[str, BaselineEntry] = dict(existing)
     for scenario in scenarios:
@@ -280,3 +290,17 @@ def run_check(
     if update:
         write_baseline(baseline_path, fresh)
     return CheckOutcome(rows, update)
+
+
+def _check_tolerance_names(per_metric: Mapping[str, float], baseline: Mapping[str, BaselineEntry], path: str) -> None:
+    """``--tolerance nosuch=0.1`` must not be ignored silently: every named metric is in the baseline."""
+    if not baseline:
+        return  # --update of a new baseline: nothing to check against yet
+    names = {m for entry in baseline.values() for m in entry.metrics}
+    for metric in sorted(per_metric):
+        if metric not in names:
+            close = difflib.get_close_matches(metric, sorted(names), n=3, cutoff=0.5)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise TwinInputError(
+                f"the baseline has no metric {metric!r}{hint}", file=path, field="--tolerance", value=metric
+            )
