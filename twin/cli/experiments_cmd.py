@@ -29,8 +29,14 @@ from twin.experiments.sweep import (
 )
 
 _console = Console(stderr=True)
+# Documented in docs/sweeps.md: it imports and calls the named function, like `python -m` would; for
+# tests and custom measurements. Never pass a value you did not write.
 _runner_option = click.option(
-    "--runner", default=DEFAULT_RUNNER, show_default=True, hidden=True, help="module:function that runs one scenario"
+    "--runner",
+    default=DEFAULT_RUNNER,
+    show_default=True,
+    metavar="MODULE:FUNCTION",
+    help="advanced: the Python function that runs one scenario and returns its metrics (imports and calls it)",
 )
 
 

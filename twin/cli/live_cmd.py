@@ -168,10 +168,14 @@ def status(replay: Path | None, backend: str, workers_file: Path | None) -> None
 @click.option("--interval", type=click.FloatRange(min=0.01), default=1.0, show_default=True, help="seconds")
 @click.option("--duration", type=click.FloatRange(min=0), default=None, help="seconds (default: until Ctrl-C)")
 @click.option("--note", default="", help="free text stored in the header")
+@click.option("--force", is_flag=True, help="overwrite OUTPUT if it exists")
 @_backend_option
-def record(output: Path, interval: float, duration: float | None, note: str, backend: str) -> None:
+def record(output: Path, interval: float, duration: float | None, note: str, force: bool, backend: str) -> None:
     """Record this node's GPUs to a file, flushed to disk every interval."""
     from live.backends.recorder import record as do_record
+
+    if output.exists() and not force:
+        raise TwinInputError("the output file exists; add --force to overwrite it", field="--output", value=str(output))
 
     with _no_gpu_exits():
         source = _open_backend(None, backend)
@@ -279,6 +283,8 @@ def run(
     console = Console()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     actuators = _actuators(actuator_names, dry_run, decisions_log, node)
+    for warning in run_warnings(actuator_names, backend, replay, metrics_port, metrics_addr):
+        Console(stderr=True).print(f"[yellow]warning:[/] {warning}")
     workers = _workers(workers_file)
     if workers is None and "k8s" in actuator_names:
         from live.actuators.kube import KubeActuator, workers_from_pods
@@ -314,6 +320,37 @@ def run(
         agent.backend.close()
     if done >= 0:
         console.print(f"{done} ticks, {agent.decision_count} decisions")
+
+
+def run_warnings(
+    actuators: tuple[str, ...], backend: str, replay: Path | None, metrics_port: int | None, metrics_addr: str
+) -> list[str]:
+    """Things that are allowed but rarely meant: real actions on made-up GPUs, metrics open to the network."""
+    out = []
+    real = sorted(set(actuators) & {"launcher", "k8s"})
+    if real and (replay is not None or backend == "fake"):
+        source = "a recording" if replay is not None else "the fake backend"
+        out.append(
+            f"actuator {', '.join(real)} acts for real (starts processes / patches pods) on decisions about {source}'s "
+            "GPUs, which are not this machine's"
+        )
+    if metrics_port is not None and not _is_loopback(metrics_addr):
+        out.append(
+            f"--metrics-addr {metrics_addr} serves the metrics (worker names, GPU usage) to the network, "
+            "without authentication; 127.0.0.1 keeps them on this machine"
+        )
+    return out
+
+
+def _is_loopback(addr: str) -> bool:
+    import ipaddress
+
+    if addr == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(addr).is_loopback
+    except ValueError:
+        return False  # a host name: may resolve anywhere
 
 
 # ---------------------------------------------------------------- fork
