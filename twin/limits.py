@@ -61,12 +61,13 @@ YAML_MAX_BYTES = _limit("yaml_max_bytes", 64 * 1024 * 1024, "bytes per YAML file
 YAML_MAX_NODES = _limit("yaml_max_nodes", 5_000_000, "YAML nodes per file, aliases expanded")
 YAML_MAX_DEPTH = _limit("yaml_max_depth", 100, "levels of YAML nesting")
 # Any other input file (CSV traces, JSON baselines, JSONL recordings)
-FILE_MAX_BYTES = _limit("file_max_bytes", 2 * 1024 * 1024 * 1024, "bytes per input file")
+FILE_MAX_BYTES = _limit("file_max_bytes", 512 * 1024 * 1024, "bytes per input file")
 # Scenarios
 MAX_DURATION_S = _limit("max_duration_s", 366 * 86400, "simulated seconds")
 MAX_NODES = _limit("max_nodes", 50_000, "nodes in one scenario or cluster")
 MAX_GPUS = _limit("max_gpus", 400_000, "GPUs in one scenario or cluster")
 MAX_EVENTS = _limit("max_events", 50_000_000, "simulated events (arrivals and controller ticks, estimated)")
+MAX_TRACE_PODS = _limit("max_trace_pods", 5_000_000, "pods in a trace after the FGD protocol's inflation (worst case)")
 # Sweeps and plans
 MAX_RANGE_VALUES = _limit("max_range_values", 10_000, "values in one A..B range")
 MAX_GRID_RUNS = _limit("max_grid_runs", 100_000, "runs in one sweep (combinations x seeds)")

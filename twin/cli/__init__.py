@@ -62,6 +62,7 @@ class LazyGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         # One exit-code convention for every command, new ones included (twin.errors.EXIT_*).
         debug = bool(ctx.params.get("debug")) or os.environ.get("TWIN_DEBUG", "") not in ("", "0")
+        out_of_memory = False
         try:
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit):
@@ -74,6 +75,10 @@ class LazyGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(EXIT_INTERRUPTED)
+        except MemoryError:
+            if debug:
+                traceback.print_exc()
+            out_of_memory = True  # reported below, once the except block has released the frames
         except BrokenPipeError:
             # `twin ... | head`: the reader left; nothing more to say, and no traceback.
             sys.stderr.close()
@@ -86,6 +91,10 @@ class LazyGroup(click.Group):
             if code == EXIT_INTERNAL and not debug:
                 click.echo("this is a bug in the twin; rerun with --debug for the traceback", err=True)
             sys.exit(code)
+        if out_of_memory:
+            click.echo("error: out of memory; a limit in twin/limits.py may be set too high", err=True)
+            sys.exit(EXIT_ENVIRONMENT)
+        return None
 
 
 def _classify(err: Exception) -> tuple[int, str]:
@@ -93,8 +102,6 @@ def _classify(err: Exception) -> tuple[int, str]:
         return EXIT_ENVIRONMENT, str(err)
     if isinstance(err, ModuleNotFoundError):
         return EXIT_ENVIRONMENT, f"a needed package is not installed: {err.name} (see README, optional extras)"
-    if isinstance(err, MemoryError):
-        return EXIT_ENVIRONMENT, "out of memory"
     if isinstance(err, RecursionError):
         return EXIT_INPUT, "the input is nested too deeply"
     return EXIT_INTERNAL, f"internal error: {type(err).__name__}: {short(str(err))}"

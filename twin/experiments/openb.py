@@ -217,6 +217,14 @@ def load_pods(path: str | Path) -> PodList:
             raise TwinInputError(
                 "gpu_milli is a share of one GPU, 0..1000", file=file, line=line, field="gpu_milli", value=row[4]
             )
+        if ints["num_gpu"][-1] == 0 and ints["gpu_milli"][-1] != 0:
+            raise TwinInputError(
+                "a pod without GPUs (num_gpu 0) must have gpu_milli 0",
+                file=file,
+                line=line,
+                field="gpu_milli",
+                value=row[4],
+            )
         if ints["num_gpu"][-1] not in NUM_GPU_VALUES:
             raise TwinInputError(
                 f"num_gpu must be one of {NUM_GPU_VALUES}", file=file, line=line, field="num_gpu", value=row[3]

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
-from twin import yamlsafe
+from twin import limits, yamlsafe
 from twin.atomic import atomic_write_text
 from twin.errors import TwinInputError, TwinInputErrors
 from twin.hardware import default_catalog
@@ -174,6 +174,27 @@ def is_serving_scenario(path: Path | str) -> bool:
     return isinstance(data, dict) and "variants" in data and "traffic" in data
 
 
+def _check_bounds(s: ServingScenario, file: str) -> None:
+    """Duration, request count and intervals bounded before anything runs (twin.limits)."""
+    if s.duration > limits.MAX_DURATION_S.value:
+        raise TwinInputError(f"above the {limits.MAX_DURATION_S.hint()}", file=file, field="duration", value=s.duration)
+    for name in ("scrape_interval", "request_timeout"):
+        if getattr(s, name) <= 0:
+            raise TwinInputError("must be positive", file=file, field=name, value=getattr(s, name))
+    if s.hpa.sync_period <= 0:
+        raise TwinInputError("must be positive", file=file, field="hpa.sync_period", value=s.hpa.sync_period)
+    peak = s.traffic.rate * (1 + s.traffic.amplitude) + sum(b.rate for b in s.traffic.bursts)
+    requests = peak * s.duration * len(s.autoscalers)  # each autoscaler replays the same traffic
+    if requests > limits.MAX_EVENTS.value:
+        raise TwinInputError(
+            f"about {limits.fmt(round(requests))} requests (peak rate x duration x autoscalers) is above the "
+            f"{limits.MAX_EVENTS.hint()}",
+            file=file,
+            field="traffic.rate",
+            value=s.traffic.rate,
+        )
+
+
 def load_serving_scenario(path: Path, overrides: Sequence[str] = ()) -> ServingScenario:
     file = str(path)
     data = yamlsafe.load_file(path, what="serving scenario")
@@ -199,6 +220,7 @@ def load_serving_scenario(path: Path, overrides: Sequence[str] = ()) -> ServingS
                 for e in err.errors()
             ]
         ) from err
+    _check_bounds(scenario, file)
     names = [v.name for v in scenario.variants]
     if len(set(names)) != len(names):
         raise TwinInputError("variant names must be unique", file=file, field="variants", value=names)
