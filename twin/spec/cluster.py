@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from twin import yamlsafe
+from twin import limits, yamlsafe
 from twin.errors import TwinInputError, TwinInputErrors
 from twin.hardware import HardwareCatalog, HardwareProfile, default_catalog
 from twin.policy.quota import QuotaStore
@@ -176,6 +176,13 @@ def build_cluster(
         spec = ClusterFile.model_validate(data)
     except ValidationError as err:
         raise _validation_errors(err, file) from None
+    nodes = sum(n.count for n in spec.nodes)
+    limits.check(limits.MAX_NODES, nodes, file=file, field="nodes[*].count")
+    gpus = sum(
+        n.count * (len(n.gpus) if n.gpus is not None else 8 if n.gpus_per_node is None else n.gpus_per_node)
+        for n in spec.nodes
+    )
+    limits.check(limits.MAX_GPUS, gpus, file=file, field="nodes[*] GPUs")
     return _Builder(spec, file, catalog or default_catalog()).build()
 
 

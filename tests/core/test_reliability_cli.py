@@ -1,0 +1,190 @@
+"""Issue 16 through the real ``twin`` entry point: the exit-code convention, serving flags, plan and
+check name checks, output folders, live safety. Every case asserts the exit code and the message."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+from click.testing import CliRunner, Result
+
+from twin.cli import _COMMANDS, main
+from twin.cli.live_cmd import run_warnings
+from twin.errors import TwinEnvironmentError, TwinInputError
+
+ROOT = Path(__file__).resolve().parents[2]
+QUICKSTART = ROOT / "scenarios" / "quickstart.yaml"
+POOL = ROOT / "examples" / "workloads" / "pool.yaml"
+SIZE = ["serving", "size", "--max-batch", "64", "--alpha", "6", "--beta", "0.1", "--gamma", "0.01"]
+SIZE += ["--input-tokens", "100", "--output-tokens", "100"]
+
+
+def twin(*args: str, **kwargs: Any) -> Result:
+    return CliRunner().invoke(main, list(args), catch_exceptions=False, **kwargs)
+
+
+@pytest.fixture
+def boom(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A throwaway command that raises whatever a test hands it, registered like any other command."""
+    holder: dict[str, BaseException] = {}
+
+    @click.command()
+    def _boom() -> None:
+        raise holder["error"]
+
+    import twin.cli as cli
+
+    monkeypatch.setitem(_COMMANDS, "boom", "tests_boom:cmd")
+    monkeypatch.setattr(cli.importlib, "import_module", _fake_import(cli.importlib.import_module, _boom))
+    return holder
+
+
+def _fake_import(real: Any, command: click.Command) -> Any:
+    class _Module:
+        cmd = command
+
+    return lambda name: _Module if name == "tests_boom" else real(name)
+
+
+@pytest.mark.parametrize(
+    ("error", "code", "text"),
+    [
+        (TwinInputError("bad value", field="x", value=1), 2, "error: field x: bad value (got 1)"),
+        (TwinEnvironmentError("no GPU here"), 3, "error: no GPU here"),
+        (ModuleNotFoundError("No module named 'distributed'", name="distributed"), 3, "not installed: distributed"),
+        (ZeroDivisionError("float division by zero"), 4, "internal error: ZeroDivisionError"),
+        (KeyboardInterrupt(), 130, "interrupted"),
+    ],
+)
+def test_one_exit_code_convention_for_every_command(boom: Any, error: BaseException, code: int, text: str) -> None:
+    boom["error"] = error
+    result = twin("boom")
+    assert result.exit_code == code
+    assert text in result.output
+    assert "Traceback" not in result.output
+    if code == 4:
+        assert "rerun with --debug" in result.output
+
+
+def test_debug_prints_the_traceback(boom: Any) -> None:
+    boom["error"] = ZeroDivisionError("float division by zero")
+    result = twin("--debug", "boom")
+    assert result.exit_code == 4 and "Traceback" in result.output
+
+
+def test_zero_gpu_pools_run(tmp_path: Path) -> None:
+    result = twin(
+        "run", str(QUICKSTART), "-q", "--no-plots", "-o", str(tmp_path / "o"),
+        "--set", "pools.h100.count=0", "--set", "pools.l40s.count=0", "--set", "duration=1h",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert summary["allocation"]["tflops_request_ratio_time_avg"] == 0
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--ttft", "500", "--demand", "nan"], "'--demand': nan is not a finite number"),
+        (["--ttft", "nan", "--itl", "50"], "'--ttft': nan is not a finite number"),
+        (["--ttft", "inf"], "'--ttft': inf is not a finite number"),
+        (["--ttft", "500", "--max-batch", "10000000"], "max_batch = 4096"),
+        (["--ttft", "500", "--max-queue", "100000000"], "max_queue = 100000"),
+    ],
+)
+def test_serving_size_refuses_non_finite_and_unbounded_flags(flags: list[str], message: str) -> None:
+    result = twin(*SIZE, *flags)
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+def test_serving_size_infeasible_slo_quotes_its_own_flag() -> None:
+    result = twin(*SIZE, "--ttft", "500", "--itl", "1")
+    assert result.exit_code == 2
+    assert "field --itl" in result.output and "(got 1.0)" in result.output
+
+
+def test_plan_checks_the_objective_before_simulating(tmp_path: Path) -> None:
+    out = tmp_path / "plan"
+    result = twin("plan", str(QUICKSTART), "--vary", "pools.h100.count=1..2", "--objective", "cost", "-o", str(out))
+    assert result.exit_code == 2
+    assert "field --objective" in result.output and "no metric 'cost'" in result.output
+    assert "cost_usd.nodes" in result.output  # a suggestion
+    assert not (out / "runs.jsonl").exists()  # nothing was simulated
+
+
+def test_check_refuses_a_tolerance_for_an_unknown_metric() -> None:
+    baseline = ROOT / "tests" / "gate" / "gate_baseline.json"
+    result = twin("check", str(QUICKSTART), "--baseline", str(baseline), "--tolerance", "nosuch=0.1")
+    assert result.exit_code == 2
+    assert "no metric 'nosuch'" in result.output
+
+
+def test_validate_refuses_an_empty_manifest_and_request_above_limit(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("---\n---\n")
+    result = twin("validate", str(empty))
+    assert result.exit_code == 1 and "holds no Kubernetes objects" in result.output
+    pod = tmp_path / "pod.yaml"
+    pod.write_text(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  labels: {tensor-fusion.ai/enabled: 'true'}\n"
+        "  annotations:\n    tensor-fusion.ai/tflops-request: '200'\n    tensor-fusion.ai/tflops-limit: '100'\n"
+        "    tensor-fusion.ai/vram-request: 1Gi\nspec:\n  containers: [{name: a, image: x}]\n"
+    )
+    result = twin("validate", str(POOL), str(pod))
+    assert result.exit_code == 1
+    assert "tflops request is above its limit (100)" in result.output
+
+
+def test_run_output_folder_never_mixes_runs(tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    base = ["run", str(QUICKSTART), "-q", "-o", str(out), "--set", "duration=1h"]
+    assert twin(*base).exit_code == 0
+    assert (out / "report.html").exists()
+    assert twin(*base, "--no-plots").exit_code == 0
+    assert (out / "summary.json").exists() and not (out / "report.html").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o"]  # no staging folder left behind
+
+
+def test_run_refuses_to_replace_a_folder_that_is_not_a_twin_run(tmp_path: Path) -> None:
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "precious.txt").write_text("keep")
+    result = twin("run", str(QUICKSTART), "-q", "-o", str(mine), "--set", "duration=1h")
+    assert result.exit_code == 2 and "does not hold a twin run" in result.output
+    assert (mine / "precious.txt").read_text() == "keep"
+
+
+def test_default_output_name_is_sanitised(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    scenario = tmp_path / "evil.yaml"
+    scenario.write_text("name: ../../evil\nduration: 1h\npools: {a: {hardware: h100, count: 1}}\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    assert twin("run", str(scenario), "-q", "--no-plots").exit_code == 0
+    assert (work / "out" / "evil" / "summary.json").exists()
+    assert not (tmp_path / "evil").exists()
+
+
+def test_live_record_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
+    target = tmp_path / "rec.jsonl"
+    target.write_text("mine\n")
+    result = twin("live", "record", "-o", str(target), "--backend", "fake", "--duration", "0")
+    assert result.exit_code == 2 and "--force" in result.output
+    assert target.read_text() == "mine\n"
+    result = twin("live", "record", "-o", str(target), "--backend", "fake", "--duration", "0", "--force")
+    assert result.exit_code == 0, result.output
+    assert target.read_text() != "mine\n"
+
+
+def test_live_run_warns_about_real_actuators_on_fake_gpus_and_open_listeners() -> None:
+    warnings = run_warnings(("launcher",), "fake", None, 9400, "0.0.0.0")
+    assert len(warnings) == 2
+    assert "acts for real" in warnings[0] and "fake backend" in warnings[0]
+    assert "0.0.0.0" in warnings[1]
+    assert run_warnings(("dry-run",), "nvml", None, 9400, "127.0.0.1") == []
+    assert run_warnings(("k8s",), "nvml", None, 9400, "::1") == []
+    assert "recording" in run_warnings(("k8s",), "nvml", Path("r.jsonl"), None, "0.0.0.0")[0]
