@@ -30,7 +30,7 @@ def test_alias_bomb_is_refused_at_once_in_every_loader(tmp_path: Path) -> None:
     bomb.write_text(ALIAS_BOMB)
     assert len(ALIAS_BOMB) < 400
     start = time.monotonic()
-    with pytest.raises(TwinInputError, match="yaml_max_nodes.*TWIN_LIMIT_YAML_MAX_NODES") as err:
+    with pytest.raises(TwinInputError, match=r"yaml_max_nodes.*TWIN_LIMIT_YAML_MAX_NODES") as err:
         load_scenario(bomb)
     _, errors = load_documents_lenient([bomb])
     assert len(errors) == 1 and "yaml_max_nodes" in errors[0].render()
@@ -72,7 +72,7 @@ def test_size_limit_is_raisable_by_environment(tmp_path: Path, monkeypatch: pyte
     path = tmp_path / "big.yaml"
     path.write_text("a: " + "x" * 200 + "\n")
     monkeypatch.setenv("TWIN_LIMIT_YAML_MAX_BYTES", "100")
-    with pytest.raises(TwinInputError, match="yaml_max_bytes = 100 .*TWIN_LIMIT_YAML_MAX_BYTES"):
+    with pytest.raises(TwinInputError, match=r"yaml_max_bytes = 100 .*TWIN_LIMIT_YAML_MAX_BYTES"):
         yamlsafe.load_file(path)
     monkeypatch.setenv("TWIN_LIMIT_YAML_MAX_BYTES", "1000")
     assert yamlsafe.load_file(path) == {"a": "x" * 200}
@@ -93,7 +93,7 @@ def test_error_values_are_truncated() -> None:
     [
         ("pools.h100.count=10000000", "max_nodes = 50000 .*TWIN_LIMIT_MAX_NODES"),
         ("duration=100000d", "max_duration_s .*TWIN_LIMIT_MAX_DURATION_S"),
-        ("controllers=[{name: metrics, interval: 0}]", "controllers.0.interval: a controller interval must be positive"),
+        ("controllers=[{name: metrics, interval: 0}]", "controllers.0.interval: a controller interval must be"),
         ("workloads.inference.arrival.rate_per_hour=.inf", "rate_per_hour: Input should be a finite number"),
         ("workloads.inference.shapes.0.request.tflops=.nan", "tflops: Input should be a finite number"),
         ("workloads.inference.arrival.rate_per_hour=1e9", "max_events .*TWIN_LIMIT_MAX_EVENTS"),
@@ -129,7 +129,9 @@ def test_limits_table_is_complete_and_documented() -> None:
         assert limit.env in doc, f"{limit.env} is not in docs/limits.md"
 
 
-POD_HEADER = "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,creation_time,deletion_time,scheduled_time\n"
+POD_HEADER = (
+    "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,creation_time,deletion_time,scheduled_time\n"
+)
 NODE_CSV = "sn,cpu_milli,memory_mib,gpu,model\nn0,64000,262144,2,P100\n"
 
 
@@ -167,7 +169,7 @@ def test_recording_with_garbage_lines_is_a_clear_error(tmp_path: Path) -> None:
 
     path = tmp_path / "rec.jsonl"
     path.write_text('{"kind": "header", "schema": 1}\n[1, 2]\n"just a string"\n')
-    with pytest.raises(TwinInputError, match="rec.jsonl"):
+    with pytest.raises(TwinInputError, match=r"rec\.jsonl"):
         list(read_records(path))
     path.write_bytes(b"\xff\xfe\x00binary")
     with pytest.raises(TwinInputError, match="binary"):
