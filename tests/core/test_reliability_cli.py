@@ -188,3 +188,31 @@ def test_live_run_warns_about_real_actuators_on_fake_gpus_and_open_listeners() -
     assert run_warnings(("dry-run",), "nvml", None, 9400, "127.0.0.1") == []
     assert run_warnings(("k8s",), "nvml", None, 9400, "::1") == []
     assert "recording" in run_warnings(("k8s",), "nvml", Path("r.jsonl"), None, "0.0.0.0")[0]
+
+
+def test_one_syntax_for_seeds_with_old_forms_noted(capsys: pytest.CaptureFixture[str]) -> None:
+    from twin.cli.params import parse_seed_list
+
+    assert parse_seed_list("42..44,50,42") == [42, 43, 44, 50]
+    assert parse_seed_list("0..10:5") == [0, 5, 10]
+    assert capsys.readouterr().err == ""
+    assert parse_seed_list("42-44") == [42, 43, 44]  # the old trace form
+    assert "write 42..44" in capsys.readouterr().err
+    assert parse_seed_list("3", count_form=True) == [0, 1, 2]  # the old sweep/plan count
+    assert "write --seeds 0..2" in capsys.readouterr().err
+    assert parse_seed_list("3") == [3]
+    for bad in ("4x", "9..3", "1..100000000"):
+        with pytest.raises(TwinInputError):
+            parse_seed_list(bad)
+
+
+def test_sweep_takes_a_seed_list(tmp_path: Path) -> None:
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text("name: s\nduration: 10m\npools: {a: {hardware: h100, count: 1}}\n")
+    out = tmp_path / "sw"
+    result = twin(
+        "sweep", str(scenario), "--grid", "pools.a.count=1", "--seeds", "5,9", "--executor", "serial", "-o", str(out)
+    )
+    assert result.exit_code == 0, result.output
+    seeds = sorted(json.loads(line)["seed"] for line in (out / "runs.jsonl").read_text().splitlines())
+    assert seeds == [5, 9]

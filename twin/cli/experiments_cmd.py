@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from twin.atomic import atomic_write_text
+from twin.cli.params import SeedList
 from twin.experiments.check import Comparison, Verdict, run_check
 from twin.experiments.metric_names import check_metric_names, default_objective, probe_metric_names
 from twin.experiments.plan import PlanResult, parse_constraint, parse_vary, search
@@ -58,7 +59,13 @@ def _default_workers() -> int:
 @click.command()
 @click.argument("scenario", type=click.Path(exists=True, dir_okay=False))
 @click.option("--grid", "grid_items", multiple=True, metavar="KEY=V1,V2,...", help="a swept key (repeatable)")
-@click.option("--seeds", default=3, show_default=True, type=click.IntRange(1, 10000), help="seeds per combination")
+@click.option(
+    "--seeds",
+    default="0..2",
+    show_default=True,
+    type=SeedList(count_form=True),
+    help="seeds per combination: 0..4 or 1,5,9",
+)
 @click.option("--executor", default="local", show_default=True, help="local | serial | dask://HOST:PORT")
 @click.option("--workers", default=None, type=click.IntRange(1, 256), help="local processes (default: cores)")
 @click.option("-o", "--out", "out_dir", default="out/sweep", show_default=True, type=click.Path(file_okay=False))
@@ -67,7 +74,7 @@ def _default_workers() -> int:
 def sweep(
     scenario: str,
     grid_items: tuple[str, ...],
-    seeds: int,
+    seeds: list[int],
     executor: str,
     workers: int | None,
     out_dir: str,
@@ -76,7 +83,7 @@ def sweep(
 ) -> None:
     """Run every combination of --grid values x seeds; resumable; writes results.csv (and .parquet)."""
     grid = parse_grid(grid_items)
-    runs = plan_runs(scenario, grid, list(range(seeds)))
+    runs = plan_runs(scenario, grid, seeds)
     with make_executor(executor, workers or _default_workers()) as pool, _progress() as progress:
         task = progress.add_task("sweep", total=len(runs))
         result = run_sweep(runs, out_dir, executor=pool, runner=runner, on_done=lambda s, ok: progress.advance(task))
@@ -123,7 +130,13 @@ def _print_table(table: Sequence[Mapping[str, object]], grid: Mapping[str, Seque
 @click.option("--maximise", is_flag=True, help="maximise the objective instead of minimising it")
 @click.option("--constraint", "constraints", multiple=True, metavar="METRIC>=X", help="repeatable")
 @click.option("--vary", "vary_items", multiple=True, required=True, metavar="KEY=A..B", help="repeatable")
-@click.option("--seeds", default=3, show_default=True, type=click.IntRange(2, 1000), help="seeds per configuration")
+@click.option(
+    "--seeds",
+    default="0..2",
+    show_default=True,
+    type=SeedList(count_form=True, minimum=2),
+    help="seeds per configuration: 0..4 or 1,5,9",
+)
 @click.option("--confidence", default="0.95", show_default=True, type=click.Choice(["0.9", "0.95", "0.99"]))
 @click.option("--executor", default="local", show_default=True, help="local | serial | dask://HOST:PORT")
 @click.option("--workers", default=None, type=click.IntRange(1, 256))
@@ -136,7 +149,7 @@ def plan(
     maximise: bool,
     constraints: tuple[str, ...],
     vary_items: tuple[str, ...],
-    seeds: int,
+    seeds: list[int],
     confidence: str,
     executor: str,
     workers: int | None,
@@ -157,7 +170,7 @@ def plan(
         task = progress.add_task("plan: evaluating", total=None)
 
         def evaluate(params: Mapping[str, int]) -> dict[str, list[float]]:
-            runs = plan_runs(scenario, {k: [str(v)] for k, v in params.items()}, list(range(seeds)))
+            runs = plan_runs(scenario, {k: [str(v)] for k, v in params.items()}, seeds)
             result = run_sweep(runs, out_dir, executor=pool, runner=runner)
             if result.failed:
                 raise click.ClickException(f"a run failed at {dict(params)}: {result.failed[0][1]}")
