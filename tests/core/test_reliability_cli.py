@@ -216,3 +216,17 @@ def test_sweep_takes_a_seed_list(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     seeds = sorted(json.loads(line)["seed"] for line in (out / "runs.jsonl").read_text().splitlines())
     assert seeds == [5, 9]
+
+
+def test_sweep_table_leads_with_the_headline_metrics() -> None:
+    from twin.cli.experiments_cmd import headline_metrics
+
+    names = [f"allocation.x{i}.mean" for i in range(10)] + ["cost_usd.nodes", "slo_attainment", "zzz"]
+    assert headline_metrics(names)[:2] == ["slo_attainment", "cost_usd.nodes"]
+    serving = ["hpa-kv.avg_replicas", "hpa-kv.slo_attainment", "hpa-kv.cost", "hpa-kv.requests"]
+    assert headline_metrics(serving) == [
+        "hpa-kv.slo_attainment",
+        "hpa-kv.cost",
+        "hpa-kv.avg_replicas",
+        "hpa-kv.requests",
+    ]

@@ -105,21 +105,47 @@ def _print_table(table: Sequence[Mapping[str, object]], grid: Mapping[str, Seque
         return
     metrics = sorted({k for row in table for k in row if k not in grid and not k.endswith(("_ci_low", "_ci_high"))})
     metrics.remove("n_seeds")
+    shown = headline_metrics(metrics)
     out = Table(title="sweep results (mean [CI])")
     for key in sorted(grid):
-        out.add_column(key)
-    for m in metrics[:8]:
-        out.add_column(m, justify="right")
+        out.add_column(key, no_wrap=True)
+    for m in shown:
+        out.add_column(m, justify="right", overflow="fold")
     for row in table:
         cells = [str(row[k]) for k in sorted(grid)]
-        for m in metrics[:8]:
+        for m in shown:
             v = row.get(m)
             lo, hi = row.get(f"{m}_ci_low"), row.get(f"{m}_ci_high")
             cells.append(f"{v:.4g} [{lo:.3g}, {hi:.3g}]" if isinstance(v, float) else "-")
         out.add_row(*cells)
     Console().print(out)
-    if len(metrics) > 8:
-        _console.print(f"({len(metrics) - 8} more metrics in results.csv)")
+    if len(metrics) > len(shown):
+        _console.print(f"({len(metrics) - len(shown)} more metrics in results.csv)")
+
+
+# What a sweep is usually about, in this order: the SLO, what it costs, how full and how fragmented
+# the pool is, what it did to waiting work. Serving metrics may carry an autoscaler prefix.
+HEADLINE = (
+    "slo_attainment",
+    "cost_usd.nodes",
+    "cost",
+    "utilisation_mean",
+    "allocation.gpus_busy_mean",
+    "fragmentation.mean",
+    "ttft_ms.p99",
+    "avg_replicas",
+    "preemptions.total",
+    "workers.rejected",
+    "workers.pending_at_end",
+)
+
+
+def headline_metrics(metrics: Sequence[str], limit: int = 6) -> list[str]:
+    """Up to ``limit`` metrics for the terminal table: the headline ones first, then the rest by name."""
+    ranked = [m for h in HEADLINE for m in metrics if m == h or m.endswith("." + h)]
+    picked = list(dict.fromkeys(ranked))
+    picked += [m for m in metrics if m not in picked]
+    return picked[:limit]
 
 
 @click.command()
