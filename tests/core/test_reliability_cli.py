@@ -230,3 +230,12 @@ def test_sweep_table_leads_with_the_headline_metrics() -> None:
         "hpa-kv.avg_replicas",
         "hpa-kv.requests",
     ]
+
+
+def test_plan_plot_treats_attainments_as_fractions() -> None:
+    from twin.experiments.plan_plot import is_fraction
+
+    assert is_fraction("slo_attainment", [0.9, 1.0])
+    assert is_fraction("allocation.gpu_alloc_ratio.mean", [0.2])
+    assert not is_fraction("cost_usd.nodes", [0.5])
+    assert not is_fraction("slo_attainment", [1.2])  # not a share after all: left unclipped
