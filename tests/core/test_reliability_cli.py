@@ -239,3 +239,19 @@ def test_plan_plot_treats_attainments_as_fractions() -> None:
     assert is_fraction("allocation.gpu_alloc_ratio.mean", [0.2])
     assert not is_fraction("cost_usd.nodes", [0.5])
     assert not is_fraction("slo_attainment", [1.2])  # not a share after all: left unclipped
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["live", "record", "-o", "x.jsonl", "--interval", "nan"], "'--interval': nan is not a finite number"),
+        (["live", "run", "--backend", "fake", "--interval", "inf"], "'--interval': inf is not a finite number"),
+        (["trace", "replay", "--time-scale", "0"], "'--time-scale': 0 must be > 0"),
+        (["plan", str(QUICKSTART), "--vary", "pools.h100.count=1..2", "--constraint", "a>=1..2"], "not a number"),
+        (["plan", str(QUICKSTART), "--vary", "pools.h100.count=1..2", "--constraint", "a>=1e999"], "finite"),
+    ],
+)
+def test_non_finite_and_malformed_numbers_are_refused_everywhere(args: list[str], message: str) -> None:
+    result = twin(*args)
+    assert result.exit_code == 2
+    assert message in result.output

@@ -27,6 +27,7 @@ from live.backends.replay import ReplayBackend
 from live.decisions import Decision, LimiterUpdate, decision_dict
 from live.workers import WorkersFile, load_workers
 from twin.atomic import atomic_write_text
+from twin.cli.params import FiniteFloat
 from twin.errors import TwinInputError
 from twin.units import format_bytes_short
 
@@ -165,8 +166,8 @@ def status(replay: Path | None, backend: str, workers_file: Path | None) -> None
 
 @live.command()
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="JSON Lines file")
-@click.option("--interval", type=click.FloatRange(min=0.01), default=1.0, show_default=True, help="seconds")
-@click.option("--duration", type=click.FloatRange(min=0), default=None, help="seconds (default: until Ctrl-C)")
+@click.option("--interval", type=FiniteFloat(0.01), default=1.0, show_default=True, help="seconds")
+@click.option("--duration", type=FiniteFloat(0), default=None, help="seconds (default: until Ctrl-C)")
 @click.option("--note", default="", help="free text stored in the header")
 @click.option("--force", is_flag=True, help="overwrite OUTPUT if it exists")
 @_backend_option
@@ -245,7 +246,7 @@ def _print_decision(console: Console, d: Decision, verbose: bool) -> None:
 @_replay_option
 @_backend_option
 @_workers_option
-@click.option("--interval", type=click.FloatRange(min=0.01), default=0.5, show_default=True, help="tick, seconds")
+@click.option("--interval", type=FiniteFloat(0.01), default=0.5, show_default=True, help="tick, seconds")
 @click.option("--ticks", type=click.IntRange(min=1), default=None, help="stop after this many ticks")
 @click.option("--realtime", is_flag=True, help="with --replay: keep the recorded pace instead of running flat out")
 @click.option(

@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from twin.atomic import atomic_write_bytes, atomic_write_text
-from twin.cli.params import parse_seed_list
+from twin.cli.params import FiniteFloat, parse_seed_list
 from twin.errors import TwinInputError
 from twin.experiments.fgd_protocol import POLICIES, bin_curves, prepare_run
 from twin.experiments.openb import default_nodes_path, default_pods_path, load_nodes, load_pods
@@ -298,7 +298,7 @@ def _replay_table(results: Sequence[ReplayResult]) -> Table:
 )
 @click.option(
     "--time-scale",
-    type=float,
+    type=FiniteFloat(0, min_open=True),
     default=1.0,
     show_default=True,
     help="arrivals come X times faster; lifetimes are kept (X > 1 raises the load)",
