@@ -59,7 +59,26 @@ class AllocationError(StateError):
 
 
 class AdjustError(StateError):
-    """``adjust`` refused: the new request does not fit (``available + old - new < 0``) or the mode is fixed."""
+    """``adjust`` refused: the new request does not fit (``available + old - new < 0``) or the mode is fixed.
+
+    A per-GPU capacity refusal carries the numbers as data: the GPU, what is free on it, what the
+    worker holds there and what it asked for (``available + held`` is the most it could take).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        gpu_id: str | None = None,
+        available: Resource | None = None,
+        held: Resource | None = None,
+        requested: Resource | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.gpu_id = gpu_id
+        self.available = available
+        self.held = held
+        self.requested = requested
 
 
 @dataclass(frozen=True, slots=True)
@@ -689,7 +708,11 @@ class ClusterState:
             left_v = gpu.available.vram + old.vram - new.vram
             if left_t < -1e-9 or left_v < 0:
                 raise AdjustError(
-                    f"{uid}: GPU {gid} cannot take {new} (available {gpu.available}, currently holding {old})"
+                    f"{uid}: GPU {gid} cannot take {new} (available {gpu.available}, currently holding {old})",
+                    gpu_id=gid,
+                    available=gpu.available,
+                    held=old,
+                    requested=new,
                 )
             news.append((gpu, new))
         for gpu, new in news:

@@ -236,6 +236,18 @@ def _replay_csv(path: Path) -> None:
     read_usage_trace(path)
 
 
+def _azure_csv(path: Path) -> None:
+    from twin.sim.azure_trace import load_azure_trace
+
+    load_azure_trace(path)
+
+
+def _wva_install(path: Path) -> None:
+    from twin.spec.wva_install import load_installation
+
+    load_installation(path)
+
+
 POD_CSV = (
     "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,creation_time,deletion_time,scheduled_time\n"
     "p0,12000,16384,1,1000,,LS,Running,0,12537496,0\np1,6000,12288,1,460,V100M16|V100M32,BE,Failed,427061,,\n"
@@ -260,6 +272,13 @@ test_fuzz_trace_node_csv_loader = _fuzz(
     "sn,cpu_milli,memory_mib,gpu,model\nn0,64000,262144,2,P100\n", "n.csv", _nodes_csv
 )
 test_fuzz_traffic_csv_loader = _fuzz("time,input_tokens,output_tokens\n0.5,100,20\n1.25,80,3\n", "t.csv", _traffic_csv)
+test_fuzz_wva_install_loader = _fuzz(ROOT / "examples" / "wva" / "install-multi-model.yaml", "i.yaml", _wva_install)
+test_fuzz_azure_trace_loader = _fuzz(
+    "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.6805900,374,44\n"
+    "2023-11-16 18:15:50.9951690,396,109\n",
+    "azure.csv",
+    _azure_csv,
+)
 test_fuzz_replay_csv_loader = _fuzz("time,value,lifetime,work_tflop\n0,0.5,60,10\n30,0.7,120,5\n", "r.csv", _replay_csv)
 
 
@@ -273,6 +292,7 @@ SEEDS: list[tuple[str | Path, str, Callable[[Path], Any]]] = [
     (ROOT / "tests" / "data" / "live_synthetic_workers.yaml", "w.yaml", _workers),
     (ROOT / "hw_profiles" / "A10.yaml", "A10.yaml", _hardware),
     (POD_CSV, "pods.csv", _pods_csv),
+    (ROOT / "examples" / "wva" / "install-multi-model.yaml", "install-multi-model.yaml", _wva_install),
 ]
 
 

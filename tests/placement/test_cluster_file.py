@@ -149,6 +149,41 @@ def test_twin_place_example_json() -> None:
     assert pods["too-big"]["reason"] == "SameNode: no node has at least 9 available GPUs"
 
 
+def test_twin_place_json_shows_the_quota_verdict_per_pod(tmp_path: Path) -> None:
+    """TensorFusion ``internal/quota/quota_store.go`` (``CheckQuotaAndFilter``): each pod's quota verdict,
+    with the rule code and whether preemption could help (single.* checks are unresolvable)."""
+    pods = tmp_path / "p.yaml"
+    docs = []
+    for name, count in (("fits", 1), ("too-many-gpus", 5)):
+        docs.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {
+                    "name": name,
+                    "namespace": "research",
+                    "labels": {"tensor-fusion.ai/enabled": "true"},
+                    "annotations": {
+                        "tensor-fusion.ai/tflops-request": "10",
+                        "tensor-fusion.ai/vram-request": "2Gi",
+                        "tensor-fusion.ai/gpu-count": str(count),
+                    },
+                },
+                "spec": {"containers": [{"name": "c", "image": "i"}]},
+            }
+        )
+    pods.write_text(yaml.safe_dump_all(docs))
+    args = ["place", "--cluster", str(ROOT / "examples/cluster.yaml"), str(ROOT / "examples/pods.yaml"), str(pods)]
+    result = CliRunner().invoke(main, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    by_pod = {p["pod"]: p for p in json.loads(result.output)["pods"]}
+    assert by_pod["chat-0"]["quota"] is None  # namespace default has no quota
+    assert by_pod["fits"]["quota"] == {"ok": True, "code": None, "unresolvable": False, "message": ""}
+    refused = by_pod["too-many-gpus"]["quota"]
+    assert (refused["ok"], refused["code"], refused["unresolvable"]) == (False, "single.max.gpuCount.limit", True)
+    assert not by_pod["too-many-gpus"]["scheduled"]
+
+
 def test_twin_place_table_and_bad_strategy() -> None:
     args = ["place", "--cluster", str(ROOT / "examples/cluster.yaml"), str(ROOT / "examples/pods.yaml")]
     result = CliRunner().invoke(main, [*args, "--strategy", "LowLoadFirst"])

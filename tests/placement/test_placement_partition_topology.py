@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import networkx as nx
-from placement_helpers import TEMPLATES, TPL_1G, TPL_2G, build, req
+from placement_helpers import TEMPLATES, TPL_1G, TPL_2G, TPL_3G, build, req
 
 from twin.policy.placement import get_strategy, schedule
 from twin.policy.placement.pipeline import template_waste_score
@@ -73,9 +73,22 @@ def test_max_partitions_filter() -> None:
 
 
 def test_partition_template_filter_needs_templates() -> None:
+    """TensorFusion ``internal/scheduler/gpuresources/filter/partition_template_filter.go``: GPUs without
+    templates are filtered out; the twin's reason says the GPU model has no partition templates."""
     state = build(1, 1)
     result = get_strategy("CompactFirst").place(state, req("x", isolation=P))
     assert not result.ok and result.reason.startswith("PartitionTemplate")
+    assert result.reason == "PartitionTemplate: GPU model(s) A100 have no partition templates"
+
+
+def test_auto_match_converts_compute_percent_to_tflops_on_the_gpu() -> None:
+    """TensorFusion ``internal/gpuallocator/partition_strategy.go`` (template auto-match): a compute-percent
+    request is converted to TFLOPs on the GPU's capacity (``int(pct·cap/100)``, as in admission) before
+    templates are matched, so 40 % of 64 TFLOPs (25) needs 3g (27.4), not the smallest template."""
+    state = build(1, 1, templates=TEMPLATES)
+    result = get_strategy("CompactFirst").place(state, req("x", 0, 5, percent=40.0, isolation=P))
+    assert result.ok and result.partition_template == "t-3g"
+    assert TPL_2G.resources(64.0).tflops < 25.0 <= TPL_3G.resources(64.0).tflops
 
 
 def test_pair_tiers() -> None:

@@ -33,6 +33,22 @@ def test_registry_names_and_errors() -> None:
     assert get_autoscaler("saturation-v1", config={"kv_cache_threshold": 0.9}).interval_s == 30.0
 
 
+def test_saturation_v1_rules_parameter_and_last_decision() -> None:
+    """The V1 release rules are a scenario parameter (``rules: v0.5`` or ``latest``), and the autoscaler
+    keeps each model's last decision with its reason."""
+    from twin.policy.serving.saturation_v1 import V1Rules
+
+    scaler = get_autoscaler("saturation-v1", rules="v0.5")
+    assert scaler.rules is V1Rules.V0_5  # type: ignore[attr-defined]
+    with pytest.raises(TwinInputError, match="unknown V1 rules"):
+        get_autoscaler("saturation-v1", rules="v0.9")
+    v = VariantInfo("v", current=2, ready=2)
+    obs = ModelObservation("m", "ns", (v,), (ReplicaMetrics("a", "v", kv_usage=0.9), ReplicaMetrics("b", "v", 0.9)))
+    assert scaler.decide(0.0, obs) == {"v": 3}
+    decision = scaler.last_decisions["m|ns"]  # type: ignore[attr-defined]
+    assert decision.action == "scale-up" and decision.analysis.saturated_pods == ("a", "b")
+
+
 def test_model_based_sizes_from_arrival_rate() -> None:
     targets = SizeTargets(ttft_ms=60, itl_ms=20)
     v = VariantInfo("v", current=1, ready=1, perf=PERF, targets=targets, max_replicas=50)

@@ -48,6 +48,20 @@ def test_default_behavior_scale_down_waits_five_minutes() -> None:
     assert hpa.reconcile(300, 8, ext(2)) == 2
 
 
+def test_new_hpa_history_starts_with_the_current_count() -> None:
+    """Kubernetes ``pkg/controller/podautoscaler/horizontal.go`` (``maybeInitScaleDownStabilizationWindow``):
+    a new HPA's recommendation history starts with the current replica count, so it does not scale
+    down before its scale-down stabilisation window has passed, even on its very first sync."""
+    hpa = HPAController(HPASpec(1, 20))  # default scale-down window 300 s
+    assert hpa.reconcile(0, 8, ext(2)) == 8  # first sync already wants 2: held by the seeded 8
+    assert hpa.reconcile(285, 8, ext(2)) == 8
+    assert hpa.reconcile(300, 8, ext(2)) == 2  # the seed (t=0) has left the window
+    # A zero scale-down window seeds nothing: the first sync scales down at once.
+    assert HPAController(HPASpec(1, 20, FAST)).reconcile(0, 8, ext(2)) == 2
+    # Scale-up is not held by the seed (the up window keeps the minimum, and 8 < 12).
+    assert HPAController(HPASpec(1, 20)).reconcile(0, 8, ext(12)) == 12
+
+
 def test_default_scale_up_is_max_of_double_and_plus_four() -> None:
     hpa = HPAController(HPASpec(1, 100))
     assert hpa.reconcile(0, 2, ext(50)) == 6  # max(2*2, 2+4)

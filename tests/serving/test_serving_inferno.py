@@ -17,7 +17,7 @@ from twin.policy.serving.inferno import (
     solve_unlimited,
     transition_value,
 )
-from twin.policy.serving.queue_model import QueueModel, ServiceTimes, SizeTargets
+from twin.policy.serving.queue_model import Generation, QueueModel, ServiceTimes, SizeTargets
 
 QA2 = AcceleratorPerf("H100", alpha=12, beta=0.05, gamma=0.0005, max_batch=48)
 
@@ -52,6 +52,24 @@ def test_zero_load_keeps_min_replicas_or_zero() -> None:
     assert one.metrics is not None and one.metrics.itl_ms == pytest.approx(12.05)
     zero = create_allocation(ServerLoad(0.0, 128, 512), QA2, 10.0, SizeTargets(itl_ms=20), min_replicas=0)
     assert zero is not None and (zero.accelerator, zero.replicas, zero.cost) == ("", 0, 0.0)
+
+
+def test_zero_load_max_rate_uses_single_token_time_and_the_server_batch() -> None:
+    """WVA ``pkg/core/allocation.go`` (``zeroLoadAllocation``): the max arrival rate per replica at
+    zero load is ``N / (t1 + alpha + beta*N)`` with ``t1`` the single-token iteration time (alpha + beta
+    in the current model, gamma + delta in era A), and N the server's max batch when it sets one."""
+    # QA2: alpha 12, beta 0.05, profile batch 48 -> 48 / (12.05 + 12 + 0.05*48) per ms.
+    one = create_allocation(ServerLoad(0.0, 128, 512), QA2, 10.0, SizeTargets(itl_ms=20))
+    assert one is not None and one.metrics is not None
+    assert one.max_rate_per_replica == pytest.approx(48 / (12.05 + 12 + 2.4) * 1000)
+    assert one.metrics.ttft_ms == pytest.approx(12.05) and one.metrics.max_rate == one.max_rate_per_replica
+    server = create_allocation(ServerLoad(0.0, 128, 512), QA2, 10.0, SizeTargets(itl_ms=20), server_max_batch=8)
+    assert server is not None and server.max_rate_per_replica == pytest.approx(8 / (12.05 + 12 + 0.4) * 1000)
+    era_a = AcceleratorPerf("L40S", 22.619, 0.181, 226.19, 0.018, Generation.ERA_A, max_batch=512)
+    alloc = create_allocation(ServerLoad(0.0, 1000, 100), era_a, 10.0, SizeTargets(itl_ms=50))
+    assert alloc is not None and alloc.metrics is not None
+    assert alloc.metrics.ttft_ms == pytest.approx(226.19 + 0.018)
+    assert alloc.max_rate_per_replica == pytest.approx(512 / (226.208 + 22.619 + 0.181 * 512) * 1000)
 
 
 def test_batch_from_at_tokens() -> None:

@@ -97,6 +97,27 @@ def test_limiter_step_slew_limits_a_big_correction() -> None:
     assert up.capacity == pytest.approx(675.0)  # rate x burst window 0.5 s
 
 
+def test_limiter_step_refill_caps_at_capacity_then_drains_toward_the_reserve() -> None:
+    """TensorFusion ``pkg/hypervisor/worker/computing/quota_controller.go`` (refill, semantics 4.1 step 5):
+    tokens are capped at the bucket capacity first, and only then does an over-target worker drain
+    ``max(25, 0.8·capacity)·0.5`` toward the 35 % reserve, so an overshooting refill is drained too."""
+    s0 = initial_limiter_state()
+    over = type(s0)(rate=1000.0, smooth=0.9, integral=0.0, last_err=0.0, tokens=400.0, capacity=500.0)
+    # Within the deadband of 0.88: the rate stays 1000, capacity 500; 400 + 1000·0.5 = 900 is capped, no drain.
+    s = soft_limiter_step(over, 0.9, 0.88)
+    assert (s.rate, s.capacity, s.tokens) == (1000.0, 500.0, 500.0)
+    # Over target (0.5): the rate slews down 25 % to 750, capacity 375; 400 + 375 = 775 is capped to 375,
+    # then drained by max(25, 0.8·375)·0.5 = 150 to 225 (above the reserve 131.25). Draining before
+    # capping (the old reading) would have left the bucket full at 375.
+    s = soft_limiter_step(over, 0.9, 0.5)
+    assert (s.rate, s.capacity) == (750.0, 375.0)
+    assert s.tokens == pytest.approx(225.0)
+    # The drain never goes below the 35 % reserve.
+    low = type(s0)(rate=1000.0, smooth=0.9, integral=0.0, last_err=0.0, tokens=0.0, capacity=500.0)
+    # 0 + 750·0.2 = 150 tokens, over the reserve 131.25: the 150-token drain stops at the reserve.
+    assert soft_limiter_step(low, 0.9, 0.5, elapsed=0.2).tokens == pytest.approx(131.25)
+
+
 CASES = [
     ([0.8], [0.3]),
     ([0.6, 0.6], [0.5, 0.5]),

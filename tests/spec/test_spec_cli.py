@@ -63,6 +63,29 @@ def test_validate_warnings_fail_only_with_strict(tmp_path: Path) -> None:
     assert CliRunner().invoke(main, ["validate", "--strict", a, b]).exit_code == 1
 
 
+PROFILE = (
+    "apiVersion: tensor-fusion.ai/v1\nkind: WorkloadProfile\nmetadata:\n  name: prof\nspec:\n"
+    "  autoScalingConfig:\n    autoSetResources:\n      enable: true\n      targetResource: all\n"
+    '      targetComputePercentile: "{target}"\n      marginFraction: "{margin}"\n'
+)
+
+
+def test_percentile_settings_parse_like_go_floats_warn_and_fail_only_with_strict(tmp_path: Path) -> None:
+    """TensorFusion ``internal/autoscaler/recommender/percentile_recommender.go`` (reading
+    ``autoSetResources``): strconv.ParseFloat on non-empty strings, the default kept when it fails.
+    The twin warns naming the field and value; ``--strict`` refuses."""
+    ok = _write(tmp_path, "ok.yaml", PROFILE.format(target="0.9", margin=""))
+    clean = CliRunner().invoke(main, ["validate", "--strict", ok])
+    assert clean.exit_code == 0, clean.output
+    bad = _write(tmp_path, "bad.yaml", PROFILE.format(target="500m", margin="0.2"))
+    relaxed = CliRunner().invoke(main, ["validate", bad])
+    assert relaxed.exit_code == 0, relaxed.output
+    assert "spec.autoScalingConfig.autoSetResources.targetComputePercentile" in relaxed.stderr
+    assert "'500m' is not a Go float" in relaxed.stderr and f"{bad}:10" in relaxed.stderr
+    strict = CliRunner().invoke(main, ["validate", "--strict", bad])
+    assert strict.exit_code == 1 and "'500m' is not a Go float" in strict.stderr
+
+
 def test_validate_missing_file_is_a_usage_error(tmp_path: Path) -> None:
     assert CliRunner().invoke(main, ["validate", str(tmp_path / "nope.yaml")]).exit_code == 2
 

@@ -50,6 +50,27 @@ def test_bad_expressions_are_refused(text: str) -> None:
         CronExpression.parse(text)
 
 
+@pytest.mark.parametrize(
+    ("text", "token"),
+    [
+        ("0 25 * * *", "hour token '25': end of range (25) above maximum (23)"),
+        ("x * * * *", "minute token 'x': failed to parse int"),
+        ("0 0 * * mon-foo", "day-of-week token 'foo'"),
+        ("*/0 * * * *", "minute token '*/0': step of range should be a positive number"),
+        ("1/a * * * *", "minute token 'a'"),
+        ("5-3 * * * *", "minute token '5-3': beginning of range (5) beyond end of range (3)"),
+        ("* * 0 * *", "day-of-month token '0': beginning of range (0) below minimum (1)"),
+        ("0 0 * *", "expected exactly 5 fields (minute hour dom month dow), found 4"),
+    ],
+)
+def test_bad_field_error_names_the_offending_token(text: str, token: str) -> None:
+    """robfig/cron ``parser.go`` (``getRange``/``parseIntOrName``) errors, as TensorFusion's cron
+    recommender surfaces them: the message names the field's offending token, then the expression."""
+    with pytest.raises(TwinInputError) as err:
+        CronExpression.parse(text)
+    assert token in str(err.value) and repr(text) in str(err.value)
+
+
 def test_next_fire_is_strictly_after() -> None:
     e = CronExpression.parse("30 9 * * *")
     assert e.next_after(datetime(2026, 3, 2, 9, 29, 59)) == datetime(2026, 3, 2, 9, 30)
@@ -119,7 +140,9 @@ def test_recommender_applies_then_reverts() -> None:
     assert again is not None and again.has_applied and again.scale_down_locking
     at_18 = 18 * 3600.0
     back = rec.recommend(view(original=original, current=rule.desired, config=cfg, active_cron_rule="day"), at_18)
-    assert back is not None and back.resources == original and not back.has_applied and not back.scale_down_locking
+    # TensorFusion ``internal/autoscaler/recommender/cron_recommender.go`` (``Recommend``, inactive
+    # branch): the result is the workload's spec resources with ScaleDownLocking set.
+    assert back is not None and back.resources == original and not back.has_applied and back.scale_down_locking
     assert back.active_cron_rule is None
     assert rec.recommend(view(original=original, config=cfg), at_18) is None
 

@@ -11,6 +11,7 @@ from twin.policy.vertical.config import AutoScalingConfig, CronScalingRule
 from twin.policy.vertical.cron import CronRecommender
 from twin.policy.vertical.decide import decide, filter_target
 from twin.policy.vertical.merge import merge_results
+from twin.policy.vertical.percentile import scaled_message
 from twin.policy.vertical.registry import get_recommender
 from twin.policy.vertical.types import RecResult, TargetResource, WorkerPlacement
 from twin.resources import GIB, Resource
@@ -51,13 +52,30 @@ def test_cap_applies_to_scale_up_only_and_leaves_limits() -> None:
     cap = Resource(tflops=20.0, vram=6 * GIB)
     current = res(10, 4, 10, 4)
     capped, notes = cap_scale_up(res(30, 8, 40, 8), current, cap)
-    assert capped == res(20, 6, 40, 8) and len(notes) == 2
+    assert capped == res(20, 6, 40, 8) and len(notes) == 1
     # a scale-down is never touched, even above the cap
     down, notes = cap_scale_up(res(25, 3, 25, 3), res(30, 4, 30, 4), cap)
     assert down == res(25, 3, 25, 3) and notes == []
     # never capped below the current request
     up, _ = cap_scale_up(res(30, 4, 30, 4), res(24, 4, 24, 4), cap)
     assert up.request.tflops == 24.0
+
+
+def test_messages_in_tensorfusions_words() -> None:
+    """TensorFusion ``internal/autoscaler/recommender/recommendation_processor.go`` (max-allowed cap:
+    "TFlops request set to max allowed: (N), VRAM request set to max allowed: (N)") and
+    ``percentile_recommender.go`` (conditions "Compute scaled" / "VRAM scaled"): the messages users
+    grep for, with the twin's explanation beside them."""
+    cap = Resource(tflops=12.5, vram=6 * GIB)
+    _, notes = cap_scale_up(res(30, 8, 40, 8), res(10, 4, 10, 4), cap)
+    assert notes[0].startswith("TFlops request set to max allowed: (12500m), VRAM request set to max allowed: (6Gi)")
+    assert "max allowed = (GPU available" in notes[0]
+    _, only_vram = cap_scale_up(res(10, 8, 10, 8), res(10, 4, 10, 4), cap)
+    assert only_vram[0].startswith("VRAM request set to max allowed: (6Gi) (")
+    both = scaled_message(res(10, 4, 10, 4), res(20, 8, 30, 8))
+    assert both.startswith("Compute scaled: request 10 -> 20 TFLOPs, limit 10 -> 30 TFLOPs; VRAM scaled: request 4Gi")
+    assert scaled_message(res(10, 4, 10, 4), res(10, 8, 10, 8)).startswith("VRAM scaled:")
+    assert scaled_message(res(10, 4, 10, 4), res(2, 4, 10, 4)).startswith("Compute scaled:")
 
 
 def test_filter_target_keeps_the_other_side() -> None:

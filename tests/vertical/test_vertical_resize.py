@@ -63,11 +63,14 @@ def test_refused_resizes_change_nothing() -> None:
     snapshot = (sim.alloc_tflops, sim.cost_rate_sum, sim.quota.usage("ml").requests.tflops)
     with pytest.raises(AdjustRefused, match="not running"):
         sim.resize("nobody", Resource(tflops=1.0, vram=GIB), Resource(tflops=1.0, vram=GIB))
-    with pytest.raises(AdjustRefused):  # quota: 220 TFLOPs in total, the other worker holds 100
+    with pytest.raises(AdjustRefused) as refused:  # quota: 220 TFLOPs in total, the other worker holds 100
         sim.resize(uid, Resource(tflops=150.0, vram=20 * GIB), Resource(tflops=150.0, vram=20 * GIB))
+    assert refused.value.refusal is not None and refused.value.refusal.code.startswith("total.max.tflops.")
     sim.quota = type(sim.quota)({})  # no quota: now the GPU's capacity (312 TFLOPs) refuses
-    with pytest.raises(AdjustError):
+    with pytest.raises(AdjustError) as capacity:
         sim.resize(uid, Resource(tflops=250.0, vram=20 * GIB), Resource(tflops=250.0, vram=20 * GIB))
+    assert capacity.value.gpu_id is not None and capacity.value.held is not None
+    assert capacity.value.held.tflops == 100
     assert (sim.alloc_tflops, sim.cost_rate_sum) == snapshot[:2]
     assert sim.state.allocations[uid].request.request.tflops == 100
     assert "resize" not in sim.events.counts

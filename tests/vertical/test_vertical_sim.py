@@ -9,7 +9,7 @@ import pytest
 from vertical_helpers import percentile_config, res
 
 from twin.errors import TwinInputError
-from twin.policy.quota import QuotaStore
+from twin.policy.quota import GPU_CAPACITY_CODE, QuotaStore
 from twin.policy.vertical.aggregator import UsageSample
 from twin.policy.vertical.loop import (
     Adjuster,
@@ -20,6 +20,7 @@ from twin.policy.vertical.loop import (
     StateAdjuster,
     VerticalAutoscaler,
     WorkloadSpec,
+    refusal_of,
 )
 from twin.policy.vertical.types import Resources
 from twin.resources import GIB, AllocRequest, QoS, QuotaSpec, Resource
@@ -134,6 +135,31 @@ def test_quota_refusal_and_capacity_refusal_keep_state() -> None:
     assert quota.usage("ml").requests.tflops == 10.0
     adjuster.adjust("w0", Resource(12.0, 4 * GIB), Resource(12.0, 4 * GIB))
     assert quota.usage("ml").requests.tflops == 12.0
+
+
+def test_refused_adjust_carries_the_quota_code_and_the_gpus_room_as_data() -> None:
+    """TensorFusion ``internal/gpuallocator/gpuallocator.go`` (``AdjustAllocation``): a resize is refused
+    by the quota (``internal/quota/quota_store.go``, the rule's code, e.g. ``total.max.tflops.request``)
+    or by a GPU's capacity (``ScalingQuotaExceededError``). The twin's refusal carries the code and,
+    for a capacity refusal, the GPU, its free capacity and what the worker holds there, as data."""
+    spec = res(10, 4, 10, 4)
+    state = _cluster(1, spec)
+    quota = QuotaStore({"ml": QuotaSpec("ml", total_requests=Resource(tflops=12.0, vram=1000 * GIB))})
+    quota.add(state.allocations["w0"].request)
+    adjuster = StateAdjuster(state, quota)
+    with pytest.raises(AdjustRefused) as refused:
+        adjuster.adjust("w0", Resource(20.0, 4 * GIB), Resource(20.0, 4 * GIB))
+    r = refused.value.refusal
+    assert r is not None and (r.uid, r.code, r.unresolvable) == ("w0", "total.max.tflops.request", False)
+    with pytest.raises(AdjustError) as capacity:
+        adjuster.adjust("w0", Resource(10.0, 200 * GIB), Resource(10.0, 200 * GIB))
+    room = refusal_of("w0", capacity.value)
+    assert (room.code, room.gpu_id) == (GPU_CAPACITY_CODE, "n-gpu0")
+    assert room.available == Resource(90.0, 76 * GIB) and room.held == Resource(10.0, 4 * GIB)
+    # The loop records the first refusal on its decision.
+    loop = _cron_loop(state, adjuster)
+    [d] = loop.tick(3600.0)  # the cron rule wants 50 TFLOPs: over the 12 TFLOPs total
+    assert d.failed_workers == ("w0",) and d.refusal is not None and d.refusal.code == "total.max.tflops.request"
 
 
 def test_new_workers_are_brought_to_the_current_recommendation() -> None:

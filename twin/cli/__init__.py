@@ -41,6 +41,7 @@ _COMMANDS: dict[str, str] = {
     "sweep": "twin.cli.experiments_cmd:sweep",
     "plan": "twin.cli.experiments_cmd:plan",
     "check": "twin.cli.experiments_cmd:check",
+    "wva": "twin.cli.wva_cmd:wva",
 }
 
 

@@ -18,7 +18,7 @@ from twin import yamlsafe
 from twin.errors import TwinInputError
 from twin.policy.placement import PlacementResult, get_strategy, plan_preemption, schedule, strategy_names
 from twin.policy.placement.pipeline import FILTER_NAMES
-from twin.policy.quota import QuotaStore
+from twin.policy.quota import QuotaStore, QuotaVerdict
 from twin.resources import AllocRequest, Resource
 from twin.spec import load_documents
 from twin.spec.cluster import load_cluster
@@ -36,6 +36,17 @@ class PodDecision:
     result: PlacementResult
     evicted: list[str] = field(default_factory=list)
     evicted_by: str | None = None  # set when a later pod preempted this one
+    quota_checked: bool = False  # the namespace has a GPUResourceQuota
+    quota_verdict: QuotaVerdict | None = None  # its refusal at the (last) placement attempt
+
+    def quota_dict(self) -> dict[str, Any] | None:
+        """The quota verdict: None without a quota; else ok, the rule code and whether it is unresolvable."""
+        if not self.quota_checked:
+            return None
+        v = self.quota_verdict
+        if v is None:
+            return {"ok": True, "code": None, "unresolvable": False, "message": ""}
+        return {"ok": False, "code": v.code, "unresolvable": v.unresolvable, "message": v.message}
 
     def to_dict(self) -> dict[str, Any]:
         r = self.result
@@ -53,6 +64,7 @@ class PodDecision:
             "reason": r.reason,
             "rejected_gpus_by_filter": dict(sorted(Counter(r.rejections.values()).items())),
             "node_scores": dict(sorted(r.node_scores.items())),
+            "quota": self.quota_dict(),
         }
         if self.evicted:
             data["evicted"] = self.evicted
@@ -143,6 +155,8 @@ def place_all(
     with Progress(console=Console(stderr=True), transient=True, disable=len(pods) < _PROGRESS_FROM) as progress:
         task = progress.add_task("placing pods", total=len(pods))
         for source, req in pods:
+            checked = quota.quota(req.namespace) is not None
+            verdict = quota.check(req) if checked else None  # what the strategy's own quota check sees
             result = schedule(state, req, strategy, quota)
             name = req.name or req.uid
             evicted: list[str] = []
@@ -153,8 +167,9 @@ def place_all(
                         quota.remove(state.release(victim.request.uid).request)
                         evicted.append(victim.request.name or victim.request.uid)
                         by_uid[victim.request.uid].evicted_by = name
+                    verdict = quota.check(req) if checked else None
                     result = schedule(state, req, strategy, quota)
-            decision = PodDecision(name, req.namespace, source, result, evicted)
+            decision = PodDecision(name, req.namespace, source, result, evicted, None, checked, verdict)
             decisions.append(decision)
             by_uid[req.uid] = decision
             progress.advance(task)

@@ -130,12 +130,12 @@ def soft_limiter_step(
     tokens = state.tokens
     if 0.0 < gap < p.max_refill_gap_s:
         tokens += rate * gap
-    drain = max(p.drain_min, p.drain_fraction * capacity) * 0.5
-    if tokens > capacity:
-        tokens = max(capacity, tokens - drain)
-    elif smooth > target + p.deadband and tokens > p.reserve_fraction * capacity:
-        tokens = max(p.reserve_fraction * capacity, tokens - drain)
+    # The hypervisor caps at the bucket capacity first and only then decides whether to drain toward
+    # the 35 % reserve, so a refill that overshoots the capacity is still drained when over target.
     tokens = _clamp(tokens, 0.0, capacity)
+    drain = max(p.drain_min, p.drain_fraction * capacity) * 0.5
+    if smooth > target + p.deadband and tokens > p.reserve_fraction * capacity:
+        tokens = max(p.reserve_fraction * capacity, tokens - drain)
     return replace(
         state, rate=rate, smooth=smooth, integral=integral, last_err=last_err, tokens=tokens, capacity=capacity
     )

@@ -55,6 +55,33 @@ class QuotaVerdict:
     unresolvable: bool
 
 
+# The code of a per-GPU capacity refusal (TensorFusion: ``ScalingQuotaExceededError``); quota
+# refusals carry the quota rule's own code (``total.max.tflops.limit`` ...).
+GPU_CAPACITY_CODE = "gpu.capacity"
+
+
+@dataclass(frozen=True)
+class AdjustRefusal:
+    """Why an in-place resize was refused, as data.
+
+    ``code`` is the quota rule code, or :data:`GPU_CAPACITY_CODE` when a GPU has no room; then
+    ``gpu_id``, ``available`` (free on that GPU) and ``held`` (what the worker holds there) say how
+    much room is left: the request could grow to at most ``available + held``.
+    """
+
+    uid: str
+    code: str
+    message: str
+    unresolvable: bool = False
+    gpu_id: str | None = None
+    available: Resource | None = None
+    held: Resource | None = None
+
+    @staticmethod
+    def from_verdict(uid: str, verdict: QuotaVerdict) -> AdjustRefusal:
+        return AdjustRefusal(uid, verdict.code, verdict.message, verdict.unresolvable)
+
+
 @dataclass(frozen=True)
 class QuotaUsage:
     """Summed usage of one namespace: ``request·gpu_count`` and ``limit·gpu_count``, one worker each."""

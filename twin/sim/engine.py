@@ -29,7 +29,7 @@ from twin.hardware import HardwareCatalog, default_catalog
 from twin.policy.billing import PricingTable, QoSPrice, eviction_protected, worker_cost_per_second
 from twin.policy.isolation import DEFAULT_ERL, ErlParams, up_limit_fraction, vram_oom_reason
 from twin.policy.placement import PlacementResult, PlacementStrategy, get_strategy, plan_preemption, schedule
-from twin.policy.quota import QuotaStore
+from twin.policy.quota import AdjustRefusal, QuotaStore
 from twin.policy.vertical.loop import AdjustRefused
 from twin.resources import GIB, AllocRequest, GPUPhase, IsolationMode, Resource
 from twin.scenario import LoadedScenario, Scenario
@@ -452,7 +452,7 @@ class Simulation:
         if not w.native:
             verdict = self.quota.check_adjust(old, request, limit)
             if verdict is not None:
-                raise AdjustRefused(verdict.message)
+                raise AdjustRefused(verdict.message, AdjustRefusal.from_verdict(uid, verdict))
         self.integrate()
         self._advance(w, self.env.now)
         self.state.adjust(uid, request, limit)

@@ -33,6 +33,7 @@ from twin.policy.serving.hpa import HPAController, HPASpec, KedaScaler, MetricSi
 from twin.policy.serving.inferno import AcceleratorPerf
 from twin.policy.serving.observation import ModelObservation, ReplicaMetrics, VariantInfo
 from twin.policy.serving.queue_model import SizeTargets
+from twin.policy.serving.saturation import BYTES_PER_TOKEN
 from twin.sim.serving_traffic import Trace
 
 # Request status codes in the result arrays.
@@ -575,6 +576,7 @@ class ServingSim:
                     gpus_per_replica=v.gpus_per_replica,
                     max_num_seqs=e.max_num_seqs,
                     max_num_batched_tokens=e.max_num_batched_tokens,
+                    kv_cache_tokens=e.num_gpu_blocks * e.block_size if e.expose_cache_config else 0,
                     perf=perf,
                     targets=SizeTargets(ttft_ms=cfg.slo_ttft_ms, itl_ms=cfg.slo_itl_ms),
                 )
@@ -589,6 +591,10 @@ class ServingSim:
             output_tokens=o_avg,
             success_in_retention=(retention[1] if retention else None),
             scheduler_queue_size=len(self.epp_queue),
+            # The gateway's queue in bytes (4 per prompt token, WVA's own conversion); the simulated
+            # engines have no prefix cache, so every query misses and the hit rate is 0.
+            scheduler_queue_bytes=BYTES_PER_TOKEN * sum(seq.inp for seq in self.epp_queue),
+            prefix_cache_hit_rate=0.0,
             variant_arrival=self._variant_rates(),
         )
 

@@ -27,6 +27,7 @@ from twin.policy.serving.hpa import HPASpec
 from twin.policy.serving.inferno import AcceleratorPerf
 from twin.scenario import apply_override, parse_duration
 from twin.seeding import component_rng
+from twin.sim.azure_trace import AzureTraffic, load_azure_trace, resolve_azure_source, transform_azure_trace
 from twin.sim.serving import EngineConfig, ServingConfig, ServingResult, ServingSim, VariantConfig
 from twin.sim.serving_placement import ClusterPlacer, build_pool, vgpu_request
 from twin.sim.serving_report import summarize, write_plots
@@ -125,6 +126,16 @@ class BurstDoc(_M):
     rate: float = Field(ge=0)
 
 
+class AzureDoc(_M):
+    """Replay the Azure LLM inference trace 2023 (``code``, ``conv`` or a CSV path of that format)."""
+
+    file: str = Field(min_length=1, max_length=4096)
+    rate_scale: float = Field(1.0, gt=0, le=1000)
+    compress: float = Field(1.0, gt=0, le=1000)
+    loop: bool = False
+    start: Duration = 0.0
+
+
 class Traffic(_M):
     rate: float = Field(0.0, ge=0, description="base requests per second")
     amplitude: float = Field(0.0, ge=0, le=1)
@@ -132,8 +143,15 @@ class Traffic(_M):
     phase: Duration = 0.0
     bursts: list[BurstDoc] = Field(default_factory=list)
     csv: str | None = None
+    azure: AzureDoc | None = None
     input_tokens: Tokens = Field(default_factory=lambda: Tokens.model_validate({"mean": 512}))
     output_tokens: Tokens = Field(default_factory=lambda: Tokens.model_validate({"mean": 256}))
+
+    @model_validator(mode="after")
+    def _one_replay(self) -> Traffic:
+        if self.csv is not None and self.azure is not None:
+            raise ValueError("give either csv or azure, not both")
+        return self
 
 
 class HPA(_M):
@@ -346,6 +364,11 @@ def serving_config(s: ServingScenario) -> ServingConfig:
 
 def scenario_trace(s: ServingScenario, base: Path, seed: int) -> Trace:
     t = s.traffic
+    if t.azure is not None:
+        a = t.azure
+        spec = AzureTraffic(a.file, a.rate_scale, a.compress, a.loop, a.start)
+        trace = load_azure_trace(resolve_azure_source(a.file, base))
+        return transform_azure_trace(trace, spec, s.duration, component_rng(seed, "serving-traffic"))
     if t.csv is not None:
         trace = load_csv_trace((base / t.csv) if not Path(t.csv).is_absolute() else Path(t.csv))
         keep = trace.arrival_s < s.duration

@@ -17,6 +17,7 @@ from twin.resources import QuotaSpec, Resource
 from twin.spec import annotations as A
 from twin.spec.annotation_values import parse_annotation_values
 from twin.spec.base import field_path
+from twin.spec.go_values import ignored_go_values
 from twin.spec.kube import Deployment, Job, ObjectMeta, Pod, ReplicaSet, StatefulSet
 from twin.spec.tensorfusion import (
     GPU,
@@ -412,6 +413,19 @@ class _Builder:
             self.bundle.warnings.append(SpecWarning("object has no metadata.name", file, obj, "metadata.name", line))
         self._store(kind, parsed, obj, name, namespace)
         self._warn_annotations(parsed, file, obj, node)
+        has_autoscaling = isinstance(parsed, (WorkloadProfile, TensorFusionWorkload, SchedulingConfigTemplate))
+        for loc, key, value in ignored_go_values(parsed) if has_autoscaling else ():
+            sub = (*loc, key)
+            self.bundle.warnings.append(
+                SpecWarning(
+                    f"{value!r} is not a Go float (strconv.ParseFloat): TensorFusion ignores it and keeps "
+                    'the default; write a plain number such as "0.95"',
+                    file,
+                    obj,
+                    field_path(sub),
+                    _line_of(node, sub),
+                )
+            )
 
     def _store(self, kind: str, parsed: BaseModel, obj: str, name: str, namespace: str) -> None:
         b = self.bundle

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ModelWrapValidatorHandler, PrivateAttr, model_validator
 
 from twin.errors import TwinInputError
 from twin.resources import GPUPhase, IsolationMode, PlacementMode, QoS, QuotaSpec, Resource
@@ -24,6 +24,7 @@ from twin.spec.base import (
     SpecModel,
     TFlopsQ,
 )
+from twin.spec.go_values import parse_go_float
 from twin.spec.kube import ObjectMeta
 from twin.spec.selectors import LabelSelector
 
@@ -202,24 +203,68 @@ class GPU(TFObject):
 
 
 class AutoSetResources(SpecModel):
+    """``autoSetResources``. The percentile settings are Go float strings (:mod:`twin.spec.go_values`):
+    "" is unset, a value ``strconv.ParseFloat`` refuses (such as the quantity "500m") keeps the
+    default and is listed in :attr:`ignored` for the loader to warn about."""
+
     enable: Bool = False
     target_resource: Literal["", "compute", "vram", "all"] = ""
-    target_compute_percentile: RatioQ | None = None
-    lower_bound_compute_percentile: RatioQ | None = None
-    upper_bound_compute_percentile: RatioQ | None = None
-    target_vram_percentile: RatioQ | None = Field(default=None, alias="targetVRAMPercentile")
-    lower_bound_vram_percentile: RatioQ | None = Field(default=None, alias="lowerBoundVRAMPercentile")
-    upper_bound_vram_percentile: RatioQ | None = Field(default=None, alias="upperBoundVRAMPercentile")
-    margin_fraction: RatioQ | None = None
-    update_threshold: RatioQ | None = None
+    target_compute_percentile: float | None = None
+    lower_bound_compute_percentile: float | None = None
+    upper_bound_compute_percentile: float | None = None
+    target_vram_percentile: float | None = Field(default=None, alias="targetVRAMPercentile")
+    lower_bound_vram_percentile: float | None = Field(default=None, alias="lowerBoundVRAMPercentile")
+    upper_bound_vram_percentile: float | None = Field(default=None, alias="upperBoundVRAMPercentile")
+    margin_fraction: float | None = None
+    update_threshold: float | None = None
     history_data_period: DurationQ | None = None
     initial_delay_period: DurationQ | None = None
     interval: DurationQ | None = None
+    _ignored: tuple[tuple[str, object], ...] = PrivateAttr(default=())
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _go_floats(cls, data: Any, handler: ModelWrapValidatorHandler[AutoSetResources]) -> AutoSetResources:
+        ignored: list[tuple[str, object]] = []
+        if isinstance(data, dict):
+            data = dict(data)
+            for name in _GO_FLOAT_FIELDS:
+                info = cls.model_fields[name]
+                for key in (info.alias or name, name):
+                    if key not in data:
+                        continue
+                    parsed = parse_go_float(data[key])
+                    if parsed.ignored:
+                        ignored.append((info.alias or name, data[key]))
+                    if parsed.value is None:
+                        del data[key]
+                    else:
+                        data[key] = parsed.value
+        model = handler(data)
+        model._ignored = tuple(ignored)
+        return model
+
+    @property
+    def ignored(self) -> tuple[tuple[str, object], ...]:
+        """(field, value) pairs TensorFusion would silently ignore (its code default stays)."""
+        return self._ignored
 
     @property
     def active(self) -> bool:
         """Autoscaling is on only with ``enable`` and a non-empty ``targetResource`` (semantics 5.1)."""
         return self.enable and self.target_resource != ""
+
+
+_GO_FLOAT_FIELDS = (
+    "target_compute_percentile",
+    "lower_bound_compute_percentile",
+    "upper_bound_compute_percentile",
+    "target_vram_percentile",
+    "lower_bound_vram_percentile",
+    "upper_bound_vram_percentile",
+    "margin_fraction",
+    "update_threshold",
+)
 
 
 class CronScalingRule(SpecModel):

@@ -252,6 +252,11 @@ def run_filters(
             ok = ok & _static_mask(
                 arr, ("Template", pool.name, ident), lambda: _models_with_template(state, members, ident)
             )
+        if not (arr.has_templates[sel] & out.cand).any():
+            # Say so when the GPU models have no partition templates at all, not "no free partition".
+            models = sorted({state.gpus[arr.uids[int(p)]].model for p in out.members[out.cand]})
+            apply("PartitionTemplate", False, f"GPU model(s) {', '.join(models)} have no partition templates")
+            return out
         if not apply("PartitionTemplate", ok, "no remaining GPU offers the requested template with a free partition"):
             return out
     need_v = req.request.vram
@@ -431,20 +436,25 @@ def template_waste_score(template_res: Resource, request: Resource) -> float:
 
 
 def auto_match_template(state: ClusterState, positions: npt.NDArray[np.int64], request: Resource) -> str | None:
-    """Best (GPU, template) over the candidates: least waste, then template id, then GPU order."""
+    """Best (GPU, template) over the candidates: least waste, then template id, then GPU order.
+
+    A compute-percent request is converted to TFLOPs on each GPU's capacity first (Go truncation,
+    as in admission), so a 50 % request is matched as half the GPU, not as 0 TFLOPs.
+    """
     arr = state.arrays
     best: tuple[float, str, int] | None = None
     for pos in positions:
         gpu = state.gpus[arr.uids[int(pos)]]
         if len(gpu.partitions) >= gpu.max_partitions:
             continue
+        need = Resource(tflops=request.effective_tflops(gpu.capacity.tflops), vram=request.vram)
         for tpl in gpu.templates:
             res = tpl.resources(gpu.capacity.tflops)
-            if res.tflops < request.tflops or res.vram < request.vram:
+            if res.tflops < need.tflops or res.vram < need.vram:
                 continue
             if not partition_available(gpu, tpl):
                 continue
-            key = (template_waste_score(res, request), tpl.id, int(pos))
+            key = (template_waste_score(res, need), tpl.id, int(pos))
             if best is None or key < best:
                 best = key
     return None if best is None else best[1]

@@ -28,8 +28,8 @@ from twin.policy.serving.saturation import (
     SaturationV2Analyzer,
     ScaleToZeroConfig,
     enforce_scale_to_zero,
-    saturation_v1_targets,
 )
+from twin.policy.serving.saturation_v1 import V1Decision, V1Rules, decide_v1
 
 
 class Autoscaler(Protocol):
@@ -94,13 +94,27 @@ class ModelBasedAutoscaler:
 
 @dataclass
 class SaturationV1Autoscaler:
+    """V1; ``rules`` picks the WVA release's transition test and base count ("latest" or "v0.5").
+    ``last_decisions`` keeps each model's last :class:`V1Decision` (which pods, which spare values)."""
+
     interval_s: float = 30.0
     config: SaturationConfig = field(default_factory=SaturationConfig)
     scale_to_zero: ScaleToZeroConfig = field(default_factory=ScaleToZeroConfig)
+    rules: V1Rules = V1Rules.LATEST
     name: str = "saturation-v1"
+    last_decisions: dict[str, V1Decision] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        try:
+            self.rules = V1Rules(self.rules)
+        except ValueError:
+            known = ", ".join(r.value for r in V1Rules)
+            raise TwinInputError(f"unknown V1 rules; known: {known}", field="rules", value=self.rules) from None
 
     def decide(self, now: float, obs: ModelObservation) -> dict[str, int]:
-        return enforce_scale_to_zero(obs, saturation_v1_targets(obs, self.config), self.scale_to_zero)
+        decision = decide_v1(obs, self.config, self.rules)
+        self.last_decisions[obs.key] = decision
+        return enforce_scale_to_zero(obs, decision.targets, self.scale_to_zero)
 
     def signals(self, obs: ModelObservation, desired: dict[str, int]) -> dict[str, list[MetricSignal]]:
         return _external(desired)

@@ -119,6 +119,7 @@ class HPAController:
     recommendations: list[tuple[float, int]] = field(default_factory=list)
     up_events: list[tuple[float, int]] = field(default_factory=list)
     down_events: list[tuple[float, int]] = field(default_factory=list)
+    _history_started: bool = False
 
     def reconcile(self, now: float, current: int, signals: Sequence[MetricSignal]) -> int:
         """The replica count after one sync at ``now`` (seconds)."""
@@ -142,6 +143,12 @@ class HPAController:
         return desired
 
     def _normalize(self, now: float, current: int, proposal: int) -> int:
+        if not self._history_started:
+            # Kubernetes ``maybeInitScaleDownStabilizationWindow``: a new HPA's history starts with the
+            # current replica count, so it cannot scale down before its stabilisation window has passed.
+            self._history_started = True
+            if self.spec.behavior.scale_down.stabilization_s > 0 and not self.recommendations:
+                self.recommendations.append((now, current))
         stabilized = self._stabilize(now, current, proposal)
         return self._rate_limit(now, current, stabilized)
 

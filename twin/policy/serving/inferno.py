@@ -92,7 +92,7 @@ def create_allocation(
     i = math.floor(load.input_tokens) if integer_tokens else load.input_tokens
     o = math.floor(load.output_tokens) if integer_tokens else load.output_tokens
     if load.arrival_rpm <= 0 or o <= 0:
-        return zero_load_allocation(perf, unit_cost, min_replicas, i, max(o, 1))
+        return zero_load_allocation(perf, unit_cost, min_replicas, server_max_batch=server_max_batch)
     batch = perf.batch_for(o, server_max_batch)
     queue = MAX_QUEUE_TO_BATCH_RATIO * batch if max_queue is None else max_queue
     model = QueueModel(perf.service_times(i, o), batch, queue)
@@ -108,19 +108,24 @@ def create_allocation(
 
 
 def zero_load_allocation(
-    perf: AcceleratorPerf, unit_cost: float, min_replicas: int, input_tokens: float, output_tokens: float
+    perf: AcceleratorPerf, unit_cost: float, min_replicas: int, *, server_max_batch: int = 0
 ) -> Allocation:
-    """Semantics 2.6: no load keeps ``min_replicas`` (0 with scale-to-zero: no accelerator, cost 0)."""
+    """Semantics 2.6 (``pkg/core/allocation.go: zeroLoadAllocation``): no load keeps ``min_replicas``
+    (0 with scale-to-zero: no accelerator, cost 0).
+
+    The batch is the server's max batch when it sets one, else the profile's. The reported TTFT and
+    the "prefill" in the max rate are the single-token iteration time (alpha + beta in the current
+    model, gamma + delta in era A), so the max rate per replica is ``N / (t1 + alpha + beta*N)``,
+    not a full prefill at batch N. The code calls the number "meaningless"; it is reproduced as is.
+    """
     if min_replicas <= 0:
         return Allocation("", 0, 0.0)
-    n = perf.max_batch
-    st = perf.service_times(input_tokens, output_tokens)
+    n = server_max_batch if server_max_batch > 0 else perf.max_batch
     itl = perf.alpha + perf.beta
-    ttft = perf.alpha + perf.beta if perf.generation is Generation.CURRENT else perf.gamma + perf.delta
-    # "meaningless" per the code comment, reproduced for the record: N / (prefill + alpha + beta*N) per minute.
-    max_rpm = n / (st.prefill_ms(n) + perf.alpha + perf.beta * n) * 60000.0
-    metrics = QueueMetrics(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, ttft, itl, 0.0, max_rpm / 60.0, 0.0)
-    return Allocation(perf.name, min_replicas, unit_cost * perf.acc_count * min_replicas, max_rpm / 60.0, metrics)
+    single_token = itl if perf.generation is Generation.CURRENT else perf.gamma + perf.delta
+    max_rate = n / (single_token + perf.alpha + perf.beta * n) * 1000.0  # req/ms -> req/s
+    metrics = QueueMetrics(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, single_token, itl, 0.0, max_rate, 0.0)
+    return Allocation(perf.name, min_replicas, unit_cost * perf.acc_count * min_replicas, max_rate, metrics)
 
 
 def transition_value(current: Allocation | None, candidate: Allocation) -> float:

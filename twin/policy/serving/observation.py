@@ -31,6 +31,10 @@ class ReplicaMetrics:
     block_size: int = 16
     input_tokens: float = 0.0
     output_tokens: float = 0.0
+    # Queueing-model analyzer inputs: the EPP's dispatch rate to this pod (req/s) and its mean TTFT/ITL (ms).
+    arrival_rate: float = 0.0
+    ttft_ms: float = 0.0
+    itl_ms: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +54,9 @@ class VariantInfo:
     gpus_per_replica: int = 1
     max_num_seqs: int = 256
     max_num_batched_tokens: int = 8192
+    # KV-cache capacity of one replica in tokens (num_gpu_blocks x block_size); 0 = unknown. V2 bounds
+    # the derived capacity of a variant with no replica by it.
+    kv_cache_tokens: int = 0
     perf: AcceleratorPerf | None = None  # model-based autoscaler only
     targets: SizeTargets = field(default_factory=SizeTargets)
 
@@ -75,6 +82,8 @@ class ModelObservation:
     output_tokens: float = 0.0  # mean generated tokens
     success_in_retention: float | None = None  # increase(request_success_total[retention]); None = no data
     scheduler_queue_size: int = 0  # EPP flow-control queue (requests)
+    scheduler_queue_bytes: float = 0.0  # EPP flow-control queue (prompt bytes)
+    prefix_cache_hit_rate: float = 0.0  # rate(prefix_cache_hits[5m]) / rate(prefix_cache_queries[5m])
     variant_arrival: Mapping[str, float] = field(default_factory=dict)  # per-variant completions, req/s
 
     @property

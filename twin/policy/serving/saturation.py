@@ -1,5 +1,6 @@
-"""Saturation autoscaling: V1 (percentage/spare, semantics 3.3), V2 (token capacity, 3.4), the cost-aware
-optimizer and the scale-to-zero enforcer.
+"""Saturation autoscaling: the shared config, V2 (token capacity, semantics 3.4), the cost-aware
+optimizer, the scale-to-zero enforcer and the GPU limiter. V1 (percentage/spare, 3.3) is in
+:mod:`twin.policy.serving.saturation_v1`.
 
 All functions take one model's :class:`ModelObservation` and return target replicas per variant name.
 """
@@ -51,87 +52,23 @@ class ScaleToZeroConfig:
     keep_while_queued: bool = True
 
 
-def _clamp(v: VariantInfo, n: int) -> int:
+def clamp_replicas(v: VariantInfo, n: int) -> int:
     return min(max(n, v.min_replicas), v.max_replicas)
 
 
-def _by_cost_asc(variants: list[VariantInfo]) -> list[VariantInfo]:
+def by_cost_asc(variants: list[VariantInfo]) -> list[VariantInfo]:
     return sorted(variants, key=lambda v: (v.cost, v.name))
 
 
-def _by_cost_desc(variants: list[VariantInfo]) -> list[VariantInfo]:
+def by_cost_desc(variants: list[VariantInfo]) -> list[VariantInfo]:
     # Two stable sorts: cost descending, ties by name descending (WVA's order for scale-down).
     return sorted(sorted(variants, key=lambda v: v.name, reverse=True), key=lambda v: -v.cost)
-
-
-# ---------------------------------------------------------------- V1
-
-
-@dataclass(frozen=True, slots=True)
-class V1Analysis:
-    saturated: int
-    non_saturated: int
-    avg_spare_kv: float
-    avg_spare_queue: float
-    should_scale_up: bool
-    scale_down_safe: bool
-
-
-def analyze_v1(replicas: list[ReplicaMetrics], cfg: SaturationConfig) -> V1Analysis:
-    """Semantics 3.3 steps 1-5 over all replicas of all variants of one model."""
-    non_sat = [
-        r for r in replicas if not (r.kv_usage >= cfg.kv_cache_threshold or r.waiting >= cfg.queue_length_threshold)
-    ]
-    n = len(non_sat)
-    spare_kv = sum(cfg.kv_cache_threshold - r.kv_usage for r in non_sat) / n if n else 0.0
-    spare_q = sum(cfg.queue_length_threshold - r.waiting for r in non_sat) / n if n else 0.0
-    up = spare_kv < cfg.kv_spare_trigger or spare_q < cfg.queue_spare_trigger
-    safe = False
-    if n >= 2:
-        # The load of n pods carried by n-1: L = (threshold - spare) * n/(n-1).
-        load_kv = (cfg.kv_cache_threshold - spare_kv) * n / (n - 1)
-        load_q = (cfg.queue_length_threshold - spare_q) * n / (n - 1)
-        safe = (cfg.kv_cache_threshold - load_kv) >= cfg.kv_spare_trigger and (
-            cfg.queue_length_threshold - load_q
-        ) >= cfg.queue_spare_trigger
-    return V1Analysis(len(replicas) - n, n, spare_kv, spare_q, up, safe)
-
-
-def saturation_v1_targets(obs: ModelObservation, cfg: SaturationConfig) -> dict[str, int]:
-    """Semantics 3.3 step 6 (latest code): at most +-1 replica per model per cycle.
-
-    With no replica reporting metrics the analysis cannot run and targets stay at the current
-    counts (WVA skips the model; the safety net re-emits the previous value).
-    """
-    variants = list(obs.variants)
-    current = {v.name: v.current for v in variants}
-    in_transition = any((v.desired is not None and v.desired != 0 and v.desired != v.current) for v in variants) or any(
-        v.pending > 0 for v in variants
-    )
-    if in_transition:
-        return {
-            v.name: (v.desired if v.desired is not None and v.desired != v.current else v.current) for v in variants
-        }
-    if not obs.replicas:
-        return current
-    analysis = analyze_v1(list(obs.replicas), cfg)
-    targets = dict(current)
-    if analysis.should_scale_up:
-        for v in _by_cost_asc(variants):
-            if v.pending == 0:
-                targets[v.name] = v.current + 1
-                break
-    elif analysis.scale_down_safe:
-        for v in _by_cost_desc(variants):
-            if v.current > 1:
-                targets[v.name] = v.current - 1
-                break
-    return {v.name: _clamp(v, targets[v.name]) for v in variants}
 
 
 # ---------------------------------------------------------------- V2
 
 K2_HISTORY_WINDOW = 10
+BYTES_PER_TOKEN = 4.0  # WVA's estimate of prompt tokens from the queue's bytes
 
 
 def output_bucket(output_tokens: float) -> str:
@@ -203,32 +140,69 @@ class SaturationV2Analyzer:
 
     def analyze(self, obs: ModelObservation) -> V2Analysis:
         cfg = self.config
+        pairs = {v.name: [self._replica_capacity(v, r, obs.key) for r in obs.replicas_of(v.name)] for v in obs.variants}
+        live: dict[str, float] = {}
+        for v in obs.variants:
+            if pairs[v.name]:
+                live[v.name] = float(statistics.median(c for c, _ in pairs[v.name]))
+                self._stored_capacity[f"{obs.key}|{v.name}"] = live[v.name]
         caps: list[VariantCapacity] = []
         for v in obs.variants:
-            reps = obs.replicas_of(v.name)
-            pairs = [self._replica_capacity(v, r, obs.key) for r in reps]
-            demand = sum(d for _, d in pairs)
-            stored_key = f"{obs.key}|{v.name}"
-            if pairs:
-                prc = float(statistics.median(c for c, _ in pairs))
-                self._stored_capacity[stored_key] = prc
-            else:
-                prc = self._stored_capacity.get(stored_key, 0.0)
+            prc = live.get(v.name)
+            if prc is None:
+                prc = self._stored_capacity.get(f"{obs.key}|{v.name}", 0.0)
                 if prc == 0.0:
-                    prc = derived_k2(v, obs.input_tokens, obs.output_tokens)
-            supply = len(pairs) * prc  # latest: reporting instances
+                    prc = self.zero_replica_capacity(v, obs, live)
+            reps = pairs[v.name]
+            supply = len(reps) * prc  # latest: reporting instances
             anticipated = v.current * prc  # ready + pending
-            caps.append(VariantCapacity(v.name, prc, supply, anticipated, demand))
-        queue_demand = obs.scheduler_queue_size * (obs.input_tokens + obs.output_tokens)
-        demand = sum(c.demand for c in caps) + queue_demand
+            caps.append(VariantCapacity(v.name, prc, supply, anticipated, sum(d for _, d in reps)))
+        demand = sum(c.demand for c in caps) + scheduler_queue_demand(obs)
         supply = sum(c.supply for c in caps)
         anticipated = sum(c.anticipated for c in caps)
         rc = max(0.0, demand / cfg.scale_up_threshold - anticipated)
         sc = max(0.0, supply - demand / cfg.scale_down_boundary)
         return V2Analysis(tuple(caps), demand, supply, anticipated, rc, sc)
 
+    def zero_replica_capacity(self, v: VariantInfo, obs: ModelObservation, live: Mapping[str, float]) -> float:
+        """Capacity of a variant with no reporting replica and no stored record (semantics 3.4).
+
+        The deployment-derived k2 (``max_num_batched_tokens`` when there is no token data yet), bounded
+        by the variant's own KV capacity ``floor(C·kvCacheThreshold)`` and by the capacity of a live
+        compatible variant (same accelerator, GPU count and engine settings; the first by name).
+        """
+        if obs.input_tokens + obs.output_tokens > 0:
+            cap = derived_k2(v, obs.input_tokens, obs.output_tokens)
+        else:
+            cap = float(v.max_num_batched_tokens)
+        if v.kv_cache_tokens > 0:
+            cap = min(cap, float(math.floor(v.kv_cache_tokens * self.config.kv_cache_threshold)))
+        for u in sorted(obs.variants, key=lambda u: u.name):
+            if u.name in live and u.name != v.name and _compatible(u, v):
+                cap = min(cap, live[u.name])
+                break
+        return cap
+
     def targets(self, obs: ModelObservation) -> dict[str, int]:
         return cost_aware_optimize(obs, self.analyze(obs))
+
+
+def _compatible(a: VariantInfo, b: VariantInfo) -> bool:
+    """Same accelerator, GPU count and engine settings (max-num-seqs, max-num-batched-tokens)."""
+    return (a.accelerator, a.gpus_per_replica, a.max_num_seqs, a.max_num_batched_tokens) == (
+        b.accelerator,
+        b.gpus_per_replica,
+        b.max_num_seqs,
+        b.max_num_batched_tokens,
+    )
+
+
+def scheduler_queue_demand(obs: ModelObservation) -> float:
+    """Tokens waiting in the gateway's flow-control queue (semantics 3.4, model level):
+    ``max(queue_bytes/4, queue_size·I)·(1 − prefix_hit_rate) + queue_size·O``."""
+    hit = min(max(obs.prefix_cache_hit_rate, 0.0), 1.0)
+    prompt = max(obs.scheduler_queue_bytes / BYTES_PER_TOKEN, obs.scheduler_queue_size * obs.input_tokens)
+    return prompt * (1.0 - hit) + obs.scheduler_queue_size * obs.output_tokens
 
 
 def cost_aware_optimize(obs: ModelObservation, analysis: V2Analysis) -> dict[str, int]:

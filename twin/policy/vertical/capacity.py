@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 
 from twin.policy.vertical.types import Resources, WorkerPlacement
 from twin.resources import Resource
+from twin.units import format_bytes
 
 
 def max_allowed(workers: Sequence[WorkerPlacement], available: Mapping[str, Resource]) -> Resource | None:
@@ -28,16 +29,31 @@ def max_allowed(workers: Sequence[WorkerPlacement], available: Mapping[str, Reso
     return Resource(tflops=tflops, vram=vram)
 
 
+def quantity_text(x: float) -> str:
+    """A decimal ``resource.Quantity`` in canonical form: 40 -> "40", 12.5 -> "12500m"."""
+    milli = round(x * 1000)
+    return str(milli // 1000) if milli % 1000 == 0 else f"{milli}m"
+
+
+CAP_EXPLANATION = "(max allowed = (GPU available + this workload's requests on it) / its workers there, min over GPUs)"
+
+
 def cap_scale_up(rec: Resources, current: Resources, cap: Resource | None) -> tuple[Resources, list[str]]:
-    """Cap growing requests at ``cap`` (not below the current request); returns the notes made."""
+    """Cap growing requests at ``cap`` (not below the current request); returns the notes made.
+
+    The note is TensorFusion's message (``recommendation_processor.go``): "TFlops request set to max
+    allowed: (N), VRAM request set to max allowed: (N)", each part only when that side was capped,
+    followed by the twin's explanation of the cap.
+    """
     if cap is None:
         return rec, []
-    notes: list[str] = []
+    parts: list[str] = []
     req_t, req_v = rec.request.tflops, rec.request.vram
     if req_t > current.request.tflops and req_t > cap.tflops:
         req_t = max(cap.tflops, current.request.tflops)
-        notes.append(f"TFLOPs request capped at {req_t:g} by free GPU capacity")
+        parts.append(f"TFlops request set to max allowed: ({quantity_text(req_t)})")
     if req_v > current.request.vram and req_v > cap.vram:
         req_v = max(cap.vram, current.request.vram)
-        notes.append(f"VRAM request capped at {req_v} bytes by free GPU capacity")
+        parts.append(f"VRAM request set to max allowed: ({format_bytes(req_v)})")
+    notes = [f"{', '.join(parts)} {CAP_EXPLANATION}"] if parts else []
     return Resources(Resource(tflops=req_t, vram=req_v), rec.limit), notes

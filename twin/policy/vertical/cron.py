@@ -53,12 +53,17 @@ _FIELDS = (
 )
 
 
+def _bad(bounds: _Bounds, message: str, token: str, expr: str) -> TwinInputError:
+    """A parse error naming the field and the offending token (robfig's wording), then the whole expression."""
+    return TwinInputError(f"cron {bounds.name} token {token!r}: {message}", field="cron", value=expr)
+
+
 def _number(text: str, bounds: _Bounds, expr: str) -> int:
     key = text.lower()
     if key in bounds.names:
         return bounds.names[key]
     if not text.isdigit():
-        raise TwinInputError(f"cron {bounds.name}: {text!r} is not a number or name", field="cron", value=expr)
+        raise _bad(bounds, f"failed to parse int: not a number or a {bounds.name} name", text, expr)
     return int(text)
 
 
@@ -66,33 +71,40 @@ def _parse_part(part: str, bounds: _Bounds, expr: str) -> tuple[frozenset[int], 
     """One comma item -> (values, star) where star marks a bare ``*`` (robfig's starBit)."""
     range_step = part.split("/")
     if len(range_step) > 2:
-        raise TwinInputError(f"cron {bounds.name}: too many slashes in {part!r}", field="cron", value=expr)
+        raise _bad(bounds, "too many slashes", part, expr)
     low_high = range_step[0].split("-")
     star = False
     if low_high[0] in ("*", "?"):
         if len(low_high) > 1:
-            raise TwinInputError(f"cron {bounds.name}: bad range {part!r}", field="cron", value=expr)
+            raise _bad(bounds, "a star cannot start a range", part, expr)
         start, end, star = bounds.low, bounds.high, True
     else:
         if len(low_high) > 2:
-            raise TwinInputError(f"cron {bounds.name}: too many hyphens in {part!r}", field="cron", value=expr)
+            raise _bad(bounds, "too many hyphens", part, expr)
         start = _number(low_high[0], bounds, expr)
         end = _number(low_high[1], bounds, expr) if len(low_high) == 2 else start
     step = 1
     if len(range_step) == 2:
         if not range_step[1].isdigit():
-            raise TwinInputError(f"cron {bounds.name}: bad step in {part!r}", field="cron", value=expr)
+            raise _bad(
+                bounds,
+                f"failed to parse int: the step of {part} is not a number",
+                range_step[1],
+                expr,
+            )
         step = int(range_step[1])
         if len(low_high) == 1:
             end = bounds.high  # "N/step" means "N-max/step"
         if step > 1:
             star = False
-    if start < bounds.low or end > bounds.high or start > end:
-        raise TwinInputError(
-            f"cron {bounds.name}: {part!r} is outside {bounds.low}-{bounds.high} or reversed", field="cron", value=expr
-        )
+    if start < bounds.low:
+        raise _bad(bounds, f"beginning of range ({start}) below minimum ({bounds.low})", part, expr)
+    if end > bounds.high:
+        raise _bad(bounds, f"end of range ({end}) above maximum ({bounds.high})", part, expr)
+    if start > end:
+        raise _bad(bounds, f"beginning of range ({start}) beyond end of range ({end})", part, expr)
     if step == 0:
-        raise TwinInputError(f"cron {bounds.name}: step must be positive", field="cron", value=expr)
+        raise _bad(bounds, "step of range should be a positive number", part, expr)
     return frozenset(range(start, end + 1, step)), star
 
 
@@ -113,7 +125,9 @@ class CronExpression:
         parts = spec.split()
         if len(parts) != 5:
             raise TwinInputError(
-                "a cron expression needs 5 fields (minute hour dom month dow)", field="cron", value=text
+                f"expected exactly 5 fields (minute hour dom month dow), found {len(parts)}: {spec}",
+                field="cron",
+                value=text,
             )
         sets: list[frozenset[int]] = []
         stars: list[bool] = []
@@ -122,7 +136,7 @@ class CronExpression:
             star_any = False
             for item in part.split(","):
                 if not item:
-                    raise TwinInputError(f"cron {bounds.name}: empty list item", field="cron", value=text)
+                    raise _bad(bounds, f"empty item in the list {part!r}", part, text)
                 got, star = _parse_part(item, bounds, text)
                 values |= got
                 star_any = star_any or star
@@ -201,7 +215,10 @@ def active_rule(rules: Sequence[CronScalingRule], now: datetime) -> CronScalingR
 class CronRecommender:
     """Desired resources while a rule is active; back to the spec when it ends.
 
-    Results lock scale-down: while a rule stands, a merged recommendation below it is dropped.
+    Results lock scale-down: while a rule stands, a merged recommendation below it is dropped. The
+    revert result locks too (TensorFusion ``cron_recommender.go``: the inactive branch returns the
+    workload's spec resources with ``ScaleDownLocking: true``), so on the tick the rule ends nothing
+    merges below the spec.
     ``epoch`` maps simulation seconds to calendar time (default 1970-01-01 00:00 UTC, a Thursday).
     """
 
@@ -224,7 +241,7 @@ class CronRecommender:
                 "cron",
                 view.original,
                 has_applied=view.current == view.original,
-                scale_down_locking=False,
+                scale_down_locking=True,
                 reason=f"cron scaling rule {previous!r} is inactive: back to the spec",
                 active_cron_rule=None,
             )

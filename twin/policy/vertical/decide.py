@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from twin.policy.quota import AdjustRefusal
 from twin.policy.vertical.capacity import cap_scale_up, max_allowed
 from twin.policy.vertical.merge import merge_results
 from twin.policy.vertical.types import Recommender, RecResult, Resources, TargetResource, WorkloadView
@@ -32,6 +33,7 @@ class Decision:
     active_cron_rule: str | None
     applied_workers: tuple[str, ...] = ()
     failed_workers: tuple[str, ...] = ()
+    refusal: AdjustRefusal | None = None  # why the first failed worker was refused (code, GPU room)
 
 
 def filter_target(rec: Resources, current: Resources, target: TargetResource) -> Resources:

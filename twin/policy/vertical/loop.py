@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from twin.policy.billing import PricingTable, worker_cost_per_second
-from twin.policy.quota import QuotaStore
+from twin.policy.quota import GPU_CAPACITY_CODE, AdjustRefusal, QuotaStore
 from twin.policy.vertical.aggregator import UsageSample, WorkloadUsageAggregator
 from twin.policy.vertical.config import AutoScalingConfig
 from twin.policy.vertical.decide import Decision, decide
@@ -30,7 +30,7 @@ from twin.policy.vertical.percentile import PercentileConfig
 from twin.policy.vertical.registry import get_recommender
 from twin.policy.vertical.types import Recommender, Resources, WorkerPlacement, WorkloadView
 from twin.resources import GIB, AllocRequest, QoS, Resource
-from twin.state import ClusterState, StateError
+from twin.state import AdjustError, ClusterState, StateError
 
 BIN_S = 60.0
 QOS_ORDER = (QoS.LOW, QoS.MEDIUM, QoS.HIGH, QoS.CRITICAL)
@@ -106,7 +106,24 @@ class WorkloadSource(Protocol):
 
 
 class AdjustRefused(Exception):
-    """A resize the quota store refused (the capacity check raises twin.state.AdjustError)."""
+    """A resize the quota store refused (the capacity check raises twin.state.AdjustError).
+
+    ``refusal`` carries the quota rule code as data (None for refusals without a rule, e.g. a
+    worker that is not running).
+    """
+
+    def __init__(self, message: str, refusal: AdjustRefusal | None = None) -> None:
+        super().__init__(message)
+        self.refusal = refusal
+
+
+def refusal_of(uid: str, err: Exception) -> AdjustRefusal:
+    """The refusal as data, whichever check raised it."""
+    if isinstance(err, AdjustRefused) and err.refusal is not None:
+        return err.refusal
+    if isinstance(err, AdjustError) and err.gpu_id is not None:
+        return AdjustRefusal(uid, GPU_CAPACITY_CODE, str(err), False, err.gpu_id, err.available, err.held)
+    return AdjustRefusal(uid, "", str(err))
 
 
 class StateAdjuster:
@@ -121,7 +138,7 @@ class StateAdjuster:
         if self.quota is not None:
             verdict = self.quota.check_adjust(old, request, limit)
             if verdict is not None:
-                raise AdjustRefused(verdict.message)
+                raise AdjustRefused(verdict.message, AdjustRefusal.from_verdict(uid, verdict))
         self.state.adjust(uid, request, limit)
         if self.quota is not None and self.quota.is_accounted(uid):
             self.quota.adjust(old, request, limit)
@@ -227,25 +244,27 @@ class VerticalAutoscaler:
         if not stragglers:
             tracked.active_cron_rule = decision.active_cron_rule
             return decision
-        applied, failed = self._apply(stragglers, target)
+        applied, failed, refusal = self._apply(stragglers, target)
         if not failed:
             # Only a decision that took effect moves the state on; a failed one is retried next tick.
             tracked.current = None if target == info.original else target
             tracked.active_cron_rule = decision.active_cron_rule
-        return replace(decision, applied_workers=tuple(applied), failed_workers=tuple(failed))
+        return replace(decision, applied_workers=tuple(applied), failed_workers=tuple(failed), refusal=refusal)
 
-    def _apply(self, workers: Sequence[WorkerPlacement], target: Resources) -> tuple[list[str], list[str]]:
+    def _apply(
+        self, workers: Sequence[WorkerPlacement], target: Resources
+    ) -> tuple[list[str], list[str], AdjustRefusal | None]:
         """Resize every worker; on the first refusal undo the ones done (all-or-nothing per workload)."""
         done: list[WorkerPlacement] = []
         for w in sorted(workers, key=lambda x: x.uid):
             try:
                 self.adjuster.adjust(w.uid, target.request, target.limit)
-            except (StateError, AdjustRefused):
+            except (StateError, AdjustRefused) as err:
                 for undo in reversed(done):
                     self.adjuster.adjust(undo.uid, undo.request, undo.limit)
-                return [], [w.uid]
+                return [], [w.uid], refusal_of(w.uid, err)
             done.append(w)
-        return [w.uid for w in done], []
+        return [w.uid for w in done], [], None
 
 
 # ---------------------------------------------------------------- a ClusterState-backed source

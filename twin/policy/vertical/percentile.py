@@ -20,9 +20,11 @@ from dataclasses import dataclass
 
 from twin.errors import TwinInputError
 from twin.policy.vertical.aggregator import WorkloadUsageAggregator
+from twin.policy.vertical.capacity import quantity_text
 from twin.policy.vertical.config import AutoSetResources
 from twin.policy.vertical.types import RecResult, Resources, WorkloadView
 from twin.resources import GIB, QoS, Resource
+from twin.units import format_bytes
 
 MIN_TFLOPS = 1.0
 MIN_VRAM = GIB
@@ -187,4 +189,21 @@ def recommend_from_usage(view: WorkloadView, usage: WorkloadUsageAggregator, cfg
         return RecResult("percentile", rec, has_applied=True, reason=INSIDE_UPDATE_THRESHOLD)
     if rec == view.current:
         return RecResult("percentile", rec, has_applied=True, reason="unchanged")
-    return RecResult("percentile", rec, reason="percentile estimate outside the update threshold")
+    return RecResult("percentile", rec, reason=scaled_message(view.current, rec))
+
+
+def scaled_message(current: Resources, rec: Resources) -> str:
+    """The recommender's condition in TensorFusion's words ("Compute scaled", "VRAM scaled",
+    ``percentile_recommender.go``), with the twin's request/limit values beside them."""
+    parts = []
+    if (rec.request.tflops, rec.limit.tflops) != (current.request.tflops, current.limit.tflops):
+        parts.append(
+            f"Compute scaled: request {quantity_text(current.request.tflops)} -> {quantity_text(rec.request.tflops)}"
+            f" TFLOPs, limit {quantity_text(current.limit.tflops)} -> {quantity_text(rec.limit.tflops)} TFLOPs"
+        )
+    if (rec.request.vram, rec.limit.vram) != (current.request.vram, current.limit.vram):
+        parts.append(
+            f"VRAM scaled: request {format_bytes(current.request.vram)} -> {format_bytes(rec.request.vram)},"
+            f" limit {format_bytes(current.limit.vram)} -> {format_bytes(rec.limit.vram)}"
+        )
+    return "; ".join(parts) + " (percentile estimate outside the update threshold)"
