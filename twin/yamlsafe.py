@@ -40,7 +40,7 @@ def read_text(path: str | os.PathLike[str], *, what: str = "file", max_bytes: li
 
 def decode(data: bytes, source: str, *, what: str = "file") -> str:
     if b"\x00" in data[:8192]:
-        raise TwinInputError(f"the {what} is binary, not text", file=source)
+        raise TwinInputError(f"the {what} is binary, not UTF-8 text", file=source)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as err:

@@ -57,7 +57,7 @@ def test_deep_or_recursive_yaml_is_a_clear_error(text: str, match: str) -> None:
 
 @pytest.mark.parametrize(
     ("data", "match"),
-    [(b"\x00\x01\x02binary", "binary, not text"), (b"name: caf\xe9\n", r"not UTF-8 text \(byte 9")],
+    [(b"\x00\x01\x02binary", "binary, not UTF-8 text"), (b"name: caf\xe9\n", r"not UTF-8 text \(byte 9")],
 )
 def test_binary_and_non_utf8_files_name_the_file(tmp_path: Path, data: bytes, match: str) -> None:
     for loader in (load_scenario, lambda p: yamlsafe.load_file(p, what="cluster file")):
