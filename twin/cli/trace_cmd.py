@@ -207,7 +207,8 @@ def compare(
     pods_file = _trace_path(pods_path, default_pods_path(), "--pods")
     load_nodes(nodes_file)  # fail fast on a bad file, before starting workers
     load_pods(pods_file)
-    jobs = [(p, s) for p in parse_policies(policies) for s in parse_seeds(seeds)]
+    seed_list = parse_seeds(seeds)  # once: a note about an old form is printed once
+    jobs = [(p, s) for p in parse_policies(policies) for s in seed_list]
     runs: list[CurveRun] = []
     with _progress(_err) as progress:
         task = progress.add_task("runs", total=len(jobs))
