@@ -174,3 +174,20 @@ def test_recording_with_garbage_lines_is_a_clear_error(tmp_path: Path) -> None:
     path.write_bytes(b"\xff\xfe\x00binary")
     with pytest.raises(TwinInputError, match="binary"):
         list(read_records(path))
+
+
+@pytest.mark.parametrize(
+    ("override", "match"),
+    [
+        ("variants.0.engine.max_num_seqs=100000000", "max_batch = 4096"),
+        ("variants.0.engine.max_waiting=100000000", "max_queue"),
+        ("duration=100000d", "max_duration_s"),
+        ("traffic.rate=1e9", "max_events"),
+        ("scrape_interval=0", "scrape_interval: must be positive"),
+    ],
+)
+def test_serving_scenario_bounds(override: str, match: str) -> None:
+    from twin.sim.serving_scenario import load_serving_scenario
+
+    with pytest.raises(TwinInputError, match=match):
+        load_serving_scenario(ROOT / "scenarios" / "llm-serving.yaml", [override])

@@ -201,6 +201,16 @@ def _check_bounds(s: ServingScenario, file: str) -> None:
             raise TwinInputError("must be positive", file=file, field=name, value=getattr(s, name))
     if s.hpa.sync_period <= 0:
         raise TwinInputError("must be positive", file=file, field="hpa.sync_period", value=s.hpa.sync_period)
+    for i, v in enumerate(s.variants):
+        where = f"variants.{i}"
+        limits.check(limits.MAX_BATCH, v.engine.max_num_seqs, file=file, field=f"{where}.engine.max_num_seqs")
+        limits.check(limits.MAX_QUEUE, v.engine.max_waiting, file=file, field=f"{where}.engine.max_waiting")
+        limits.check(limits.MAX_NODES, v.replicas.max, file=file, field=f"{where}.replicas.max")
+    if s.cluster is not None:
+        nodes = sum(g.count for g in s.cluster.nodes)
+        limits.check(limits.MAX_NODES, nodes, file=file, field="cluster.nodes[*].count")
+        gpus = sum(g.count * g.gpus_per_node for g in s.cluster.nodes)
+        limits.check(limits.MAX_GPUS, gpus, file=file, field="cluster.nodes[*].gpus_per_node")
     peak = s.traffic.rate * (1 + s.traffic.amplitude) + sum(b.rate for b in s.traffic.bursts)
     requests = peak * s.duration * len(s.autoscalers)  # each autoscaler replays the same traffic
     if requests > limits.MAX_EVENTS.value:
