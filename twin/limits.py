@@ -66,7 +66,7 @@ FILE_MAX_BYTES = _limit("file_max_bytes", 512 * 1024 * 1024, "bytes per input fi
 MAX_DURATION_S = _limit("max_duration_s", 366 * 86400, "simulated seconds")
 MAX_NODES = _limit("max_nodes", 50_000, "nodes in one scenario or cluster")
 MAX_GPUS = _limit("max_gpus", 400_000, "GPUs in one scenario or cluster")
-MAX_EVENTS = _limit("max_events", 50_000_000, "simulated events (arrivals and controller ticks, estimated)")
+MAX_EVENTS = _limit("max_events", 50_000_000, "simulated events (estimated: arrivals, usage updates, ticks)")
 MAX_TRACE_PODS = _limit("max_trace_pods", 5_000_000, "pods in a trace after the FGD protocol's inflation (worst case)")
 # Sweeps and plans
 MAX_RANGE_VALUES = _limit("max_range_values", 10_000, "values in one A..B range")

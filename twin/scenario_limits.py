@@ -12,7 +12,7 @@ import math
 
 from twin import limits
 from twin.errors import TwinInputError
-from twin.scenario import Arrival, GeneratorWorkload, Scenario
+from twin.scenario import Arrival, Distribution, GeneratorWorkload, Scenario
 
 
 def check_scenario_limits(scenario: Scenario, *, file: str | None = None) -> None:
@@ -33,7 +33,7 @@ def check_scenario_limits(scenario: Scenario, *, file: str | None = None) -> Non
     events = estimated_events(scenario)
     if events > limits.MAX_EVENTS.value:
         raise fail(
-            f"about {limits.fmt(round(events))} events (arrivals and controller ticks over the duration) is above "
+            f"about {limits.fmt(round(events))} events (arrivals, usage updates and controller ticks) is above "
             f"the {limits.MAX_EVENTS.hint()}; shorten the duration, lower the rates or lengthen the intervals",
             "duration",
             scenario.duration,
@@ -41,13 +41,30 @@ def check_scenario_limits(scenario: Scenario, *, file: str | None = None) -> Non
 
 
 def estimated_events(scenario: Scenario) -> float:
-    """Arrivals (at the peak rate, capped by max_count) plus controller ticks over the duration."""
+    """Arrivals (at the peak rate, capped by max_count), their usage updates (each moving usage
+    profile is re-read every ``step`` over a worker's mean lifetime), and controller ticks."""
     total = sum(scenario.duration / c.period for c in scenario.controllers)
     for w in scenario.workloads:
         if isinstance(w, GeneratorWorkload):
-            total += _arrivals(w.arrival, scenario.duration)
+            arrivals = _arrivals(w.arrival, scenario.duration)
+            life = _mean(w.lifetime) if w.lifetime is not None else None
+            horizon = scenario.duration if life is None else min(life, scenario.duration)
+            moving = [p for p in (w.usage.compute, w.usage.vram_gib) if p is not None and p.kind != "constant"]
+            total += arrivals * (1 + sum(horizon / p.step for p in moving))
     total += len(scenario.faults)
     return total
+
+
+def _mean(d: Distribution) -> float | None:
+    if d.kind == "fixed":
+        return d.value
+    if d.kind == "exponential":
+        return d.mean
+    if d.kind == "lognormal" and d.median is not None and d.sigma is not None:
+        return d.median * math.exp(min(d.sigma, 10.0) ** 2 / 2)
+    if d.kind == "uniform" and d.low is not None and d.high is not None:
+        return (d.low + d.high) / 2
+    return None
 
 
 def _arrivals(a: Arrival, duration: float) -> float:

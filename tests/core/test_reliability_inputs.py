@@ -98,6 +98,7 @@ def test_error_values_are_truncated() -> None:
         ("workloads.inference.shapes.0.request.tflops=.nan", "tflops: Input should be a finite number"),
         ("workloads.inference.arrival.rate_per_hour=1e9", "max_events .*TWIN_LIMIT_MAX_EVENTS"),
         ("controllers=[{name: limiter, interval: 1ms}]", "max_events"),
+        ("workloads.notebooks.usage.compute.step=1ms", "max_events"),
     ],
 )
 def test_scenario_bounds_are_checked_when_loading(override: str, match: str) -> None:
@@ -191,3 +192,17 @@ def test_serving_scenario_bounds(override: str, match: str) -> None:
 
     with pytest.raises(TwinInputError, match=match):
         load_serving_scenario(ROOT / "scenarios" / "llm-serving.yaml", [override])
+
+
+def test_every_shipped_scenario_is_well_inside_the_limits() -> None:
+    from twin.scenario_limits import estimated_events
+    from twin.sim.serving_scenario import is_serving_scenario, load_serving_scenario
+
+    for path in sorted((ROOT / "scenarios").glob("*.yaml")):
+        if is_serving_scenario(path):
+            load_serving_scenario(path)
+            continue
+        scenario = load_scenario(path).scenario
+        assert estimated_events(scenario) < limits.MAX_EVENTS.value / 100, path.name
+    year = load_scenario(QUICKSTART, ["duration=366d"]).scenario
+    assert estimated_events(year) < limits.MAX_EVENTS.value  # a year of the quickstart is allowed
