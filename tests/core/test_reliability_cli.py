@@ -255,3 +255,8 @@ def test_non_finite_and_malformed_numbers_are_refused_everywhere(args: list[str]
     result = twin(*args)
     assert result.exit_code == 2
     assert message in result.output
+
+
+def test_live_fork_with_an_unreadable_duration_is_bad_input(tmp_path: Path) -> None:
+    result = twin("live", "fork", "-o", str(tmp_path / "f.yaml"), "--backend", "fake", "--duration", "forever")
+    assert result.exit_code == 2 and "field --duration" in result.output

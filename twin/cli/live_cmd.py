@@ -369,7 +369,10 @@ def fork(output: Path, replay: Path | None, backend: str, workers_file: Path | N
     from live.fork import fork_scenario
     from twin.scenario import parse_duration
 
-    seconds = parse_duration(duration)
+    try:
+        seconds = parse_duration(duration)
+    except ValueError as err:
+        raise TwinInputError(str(err), field="--duration", value=duration) from None
     with _no_gpu_exits():
         agent = LiveAgent(_open_backend(replay, backend), _workers(workers_file))
         agent.run(None if replay is not None else 1)
