@@ -55,6 +55,7 @@ def _fake_import(real: Any, command: click.Command) -> Any:
         (TwinInputError("bad value", field="x", value=1), 2, "error: field x: bad value (got 1)"),
         (TwinEnvironmentError("no GPU here"), 3, "error: no GPU here"),
         (ModuleNotFoundError("No module named 'distributed'", name="distributed"), 3, "not installed: distributed"),
+        (PermissionError(13, "Permission denied", "/root/x"), 3, "error: Permission denied (/root/x)"),
         (ZeroDivisionError("float division by zero"), 4, "internal error: ZeroDivisionError"),
         (KeyboardInterrupt(), 130, "interrupted"),
     ],

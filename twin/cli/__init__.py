@@ -103,6 +103,9 @@ def _classify(err: Exception) -> tuple[int, str]:
         return EXIT_ENVIRONMENT, str(err)
     if isinstance(err, ModuleNotFoundError):
         return EXIT_ENVIRONMENT, f"a needed package is not installed: {err.name} (see README, optional extras)"
+    if isinstance(err, OSError):  # permission denied, disk full, a path that is busy: the machine, not the input
+        where = f" ({err.filename})" if err.filename else ""
+        return EXIT_ENVIRONMENT, f"{err.strerror or err}{where}"
     if isinstance(err, RecursionError):
         return EXIT_INPUT, "the input is nested too deeply"
     return EXIT_INTERNAL, f"internal error: {type(err).__name__}: {short(str(err))}"
