@@ -261,3 +261,10 @@ def test_non_finite_and_malformed_numbers_are_refused_everywhere(args: list[str]
 def test_live_fork_with_an_unreadable_duration_is_bad_input(tmp_path: Path) -> None:
     result = twin("live", "fork", "-o", str(tmp_path / "f.yaml"), "--backend", "fake", "--duration", "forever")
     assert result.exit_code == 2 and "field --duration" in result.output
+
+
+def test_plan_with_an_unusable_runner_is_bad_input(tmp_path: Path) -> None:
+    args = ["plan", str(QUICKSTART), "--vary", "pools.h100.count=1..2", "-o", str(tmp_path / "p")]
+    for runner in ("", "os:nosuch", "no_such_module_xyz:run"):
+        result = twin(*args, "--runner", runner)
+        assert result.exit_code == 2 and "field --runner" in result.output

@@ -15,11 +15,13 @@ from rich.table import Table
 
 from twin.atomic import atomic_write_text
 from twin.cli.params import SeedList
+from twin.errors import TwinInputError
 from twin.experiments.check import Comparison, Verdict, run_check
 from twin.experiments.metric_names import check_metric_names, default_objective, probe_metric_names
 from twin.experiments.plan import PlanResult, parse_constraint, parse_vary, search
 from twin.experiments.sweep import (
     DEFAULT_RUNNER,
+    RunFn,
     aggregate,
     make_executor,
     parse_grid,
@@ -187,7 +189,7 @@ def plan(
     parsed = [parse_constraint(c) for c in constraints]
     dims = parse_vary(vary_items)
     # Metric names are checked on a short probe run before the search simulates anything.
-    names = probe_metric_names(scenario, [f"{d.key}={d.values[0]}" for d in dims], resolve_runner(runner))
+    names = probe_metric_names(scenario, [f"{d.key}={d.values[0]}" for d in dims], _runner_fn(runner))
     objective = objective or default_objective(names)
     check_metric_names(
         {"--objective": objective, **{f"--constraint {c}": c.metric for c in parsed}}, names, scenario=scenario
@@ -330,3 +332,13 @@ def _print_check_table(rows: Sequence[Comparison], changed: Sequence[Comparison]
             f"[{style.get(r.verdict, '')}]{r.verdict}[/] ({r.direction})" if r.failed else f"{r.verdict}",
         )
     Console().print(table)
+
+
+def _runner_fn(target: str) -> RunFn:
+    """The --runner function, or a bad-input error naming the flag (not an internal error)."""
+    try:
+        return resolve_runner(target)
+    except (ImportError, AttributeError, ValueError, TypeError) as err:
+        raise TwinInputError(
+            f"cannot use this runner: {err}; expected MODULE:FUNCTION", field="--runner", value=target
+        ) from None

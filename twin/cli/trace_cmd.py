@@ -306,7 +306,7 @@ def _replay_table(results: Sequence[ReplayResult]) -> Table:
 )
 @click.option(
     "--samples",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=100_000),  # one sample costs a cluster scan; 10^5 is far past any plot
     default=DEFAULT_SAMPLES,
     show_default=True,
     help="sampling instants of the allocation/fragmentation series",
