@@ -310,3 +310,35 @@ def test_fuzz_seeds_load_cleanly(tmp_path: Path, seed: str | Path, name: str, lo
 def test_the_memory_cap_is_real() -> None:
     with memory_cap(), pytest.raises(MemoryError):
         bytearray(2 * HEADROOM)
+
+
+# ---------------------------------------------------------------- the CLI's numeric flags
+
+_VALUES = st.one_of(
+    st.sampled_from(["nan", "inf", "-inf", "-1", "0", "1e999", "", "x", "1e7", "99999999999999999999", "4..2"]),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.integers(-(10**12), 10**12).map(str),
+)
+_SERVING = {
+    "--max-batch": "48", "--max-queue": "128", "--alpha": "12", "--beta": "0.05", "--gamma": "0.0005",
+    "--input-tokens": "128", "--output-tokens": "512", "--ttft": "60", "--itl": "20", "--demand": "10",
+}  # fmt: skip
+
+
+@settings(max_examples=80, deadline=DEADLINE_MS)
+@given(flag=st.sampled_from(sorted(_SERVING)), value=_VALUES, command=st.sampled_from(["size", "analyze"]))
+def test_fuzz_serving_flags_never_crash(flag: str, value: str, command: str) -> None:
+    """Any value in any flag of the queue model: an answer or a clear refusal, never a crash."""
+    from click.testing import CliRunner
+
+    from twin.cli import main
+
+    flags = dict(_SERVING, **{flag: value})
+    if command == "analyze":
+        flags = {k: v for k, v in flags.items() if k not in ("--ttft", "--itl", "--demand")}
+        flags["--rate"] = value if flag == "--demand" else "1"
+    argv = ["serving", command, *[x for kv in flags.items() for x in kv]]
+    with memory_cap():
+        result = CliRunner().invoke(main, argv)
+    assert result.exit_code in (0, 2), (argv, result.output)
+    assert "Traceback" not in result.output and "internal error" not in result.output
