@@ -1,6 +1,6 @@
 # Two commands do everything on a fresh machine with Python >= 3.11 and make:
 #   make demo   -> venv, install, run the quickstart end to end
-#   make test   -> venv, install with test extras, ruff + mypy + pytest
+#   make test   -> venv, install with test extras (and Debian's prometheus when root), ruff + mypy + pytest
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -20,6 +20,7 @@ demo: $(VENV)/.installed
 	$(BIN)/twin demo -o $(OUT)
 
 test: $(VENV)/.installed
+	bash .ci/install-prometheus
 	$(BIN)/ruff check twin live tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/python -m pytest

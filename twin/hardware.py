@@ -106,6 +106,9 @@ class HardwareProfile:
     aliases: tuple[str, ...]
     notes: str
     placeholder: bool = False  # numbers invented so a trace model can run (openb G1/G2/G3)
+    # What the serving step-time model needs besides FP16 and bandwidth (None: unknown / unsupported).
+    fp8_tflops: float | None = None  # dense FP8 tensor TFLOPs; None = no FP8 tensor cores
+    interconnect_gbps: float | None = None  # GPU-to-GPU bandwidth per direction (NVLink, else PCIe)
 
     @property
     def capacity(self) -> Resource:
@@ -247,6 +250,8 @@ class _ProfileModel(BaseModel):
     fp16_tflops: float = Field(gt=0)
     vram_gib: float = Field(gt=0)
     mem_bandwidth_gbps: float = Field(gt=0)
+    fp8_tflops: float | None = Field(None, gt=0, le=1e6)
+    interconnect_gbps: float | None = Field(None, gt=0, le=1e6)
     cost_per_hour: float = Field(ge=0)
     max_partitions: int = Field(ge=0)
     placement_slots: int = Field(ge=0)
@@ -369,6 +374,8 @@ def load_profile(path: Path, families: Mapping[str, tuple[MigTemplate, ...]]) ->
         aliases=tuple(model.aliases),
         notes=" ".join(model.notes.split()),
         placeholder=model.placeholder,
+        fp8_tflops=model.fp8_tflops,
+        interconnect_gbps=model.interconnect_gbps,
     )
 
 

@@ -35,6 +35,17 @@ def test_show_by_alias_and_nvml_name() -> None:
     assert result.exit_code == 0 and "nv-a30-2g-12gb" in result.output and "82.5" in result.output
 
 
+def test_show_gives_the_serving_facts() -> None:
+    """FP8 TFLOPs and the GPU-to-GPU link, which the step-time model reads (absent FP8 says so)."""
+    runner = CliRunner()
+    h100 = json.loads(runner.invoke(main, ["hw", "show", "h100", "--json"]).output)
+    assert (h100["fp8_tflops"], h100["interconnect_gbps"]) == (1979, 450)
+    table = runner.invoke(main, ["hw", "show", "RTXPRO6000"], env={"COLUMNS": "200"}).output
+    assert "1007.6" in table and "64 GB/s per direction" in table
+    a100 = runner.invoke(main, ["hw", "show", "A100_SXM_80G"], env={"COLUMNS": "200"}).output
+    assert "no FP8" in a100
+
+
 def test_show_unknown_key_exits_2_listing_keys() -> None:
     result = CliRunner().invoke(main, ["hw", "show", "RTX9999"])
     assert result.exit_code == 2 and "known keys" in result.output

@@ -214,7 +214,7 @@ def test_v2_scheduler_queue_demand_uses_bytes_prefix_hits_and_output() -> None:
 
 def test_sim_router_reports_queue_bytes_and_prefix_hit_rate() -> None:
     """The simulated gateway reports its queue in bytes (4 per prompt token) and the prefix-cache hit
-    rate (0: the simulated engines have no prefix cache); the variant carries its KV capacity."""
+    rate (0: no shared prefixes here); the variant carries its KV capacity."""
     import numpy as np
 
     from twin.policy.serving import get_autoscaler

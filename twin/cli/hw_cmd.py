@@ -110,6 +110,8 @@ def show(key: str, profiles_dir: Path | None, as_json: bool) -> None:
         ("FP16 TFLOPs (dense)", f"{prof.fp16_tflops:g}"),
         ("VRAM", f"{prof.vram_bytes / GIB:g} GiB ({prof.vram_bytes} bytes)"),
         ("memory bandwidth", f"{prof.mem_bandwidth_gbps:g} GB/s"),
+        ("FP8 TFLOPs (dense)", f"{prof.fp8_tflops:g}" if prof.fp8_tflops is not None else "- (no FP8)"),
+        ("GPU interconnect", f"{prof.interconnect_gbps:g} GB/s per direction" if prof.interconnect_gbps else "-"),
         ("cost per hour", f"${prof.cost_per_hour:.2f}"),
         ("max partitions / slots", f"{prof.max_partitions} / {prof.placement_slots}"),
         ("aliases", ", ".join(prof.aliases) or "-"),

@@ -385,3 +385,12 @@ def fork(output: Path, replay: Path | None, backend: str, workers_file: Path | N
     header = f"# Forked from the live node {agent.node} by `twin live fork`; see docs/live.md.\n"
     atomic_write_text(output, header + yaml.safe_dump(data, sort_keys=False))
     click.echo(f"scenario with {len(data['pools'])} pools and {len(data['workloads'])} workloads written to {output}")
+
+
+# ---------------------------------------------------------------- serving (WVA) on live metrics
+
+from twin.cli.live_wva_cmd import fleet as _fleet  # noqa: E402
+from twin.cli.live_wva_cmd import wva as _wva  # noqa: E402
+
+live.add_command(_wva)
+live.add_command(_fleet)

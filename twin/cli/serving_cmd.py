@@ -11,6 +11,7 @@ import click
 
 from twin import limits
 from twin.cli.params import FiniteFloat, LimitedInt
+from twin.cli.serving_step_cmd import derived_params, step_model_options
 from twin.errors import TwinInputError
 from twin.policy.serving.queue_model import (
     Generation,
@@ -31,6 +32,9 @@ Parameters (semantics 2.3, the current WVA model; times in ms, rates in req/s):
   T_it(n)    = alpha + n*(beta*(I+O)/(O+1) + gamma*(I + O/2))
   Prefill(n) = T_it(n) + (beta+gamma)*I;  Decode(n) = T_it(n) + beta + gamma*(I + O/2)
 
+Or --model NAME_OR_CONFIG --gpu PROFILE [--tp N] [--dtype bf16|fp8]: alpha, beta and gamma
+derived from the step-time model (docs/serving.md); an explicit --alpha/--beta/--gamma wins.
+
 With --generation era-a (WVA v0.0.x): ITL = alpha + beta*n (decodeParms),
 prefill = gamma + delta*I*n (prefillParms) and I, O are whole tokens.
 """
@@ -48,9 +52,10 @@ def _model_options(f: Any) -> Any:
             default=None,
             help="Q: max queue (default 10*N)",
         ),
-        click.option("--alpha", required=True, type=FiniteFloat(0), help="ms per iteration (era-a: decode)"),
-        click.option("--beta", required=True, type=FiniteFloat(0), help="ms per token (era-a: decode slope)"),
-        click.option("--gamma", required=True, type=FiniteFloat(0), help="ms per token (era-a: prefill base)"),
+        click.option("--alpha", type=FiniteFloat(0), default=None, help="ms per iteration (era-a: decode)"),
+        click.option("--beta", type=FiniteFloat(0), default=None, help="ms per token (era-a: decode slope)"),
+        click.option("--gamma", type=FiniteFloat(0), default=None, help="ms per token (era-a: prefill base)"),
+        *step_model_options(),
         click.option("--delta", default=0.0, type=FiniteFloat(0), help="era-a only: prefill ms per token"),
         click.option(
             "--generation",
@@ -71,15 +76,17 @@ def _model_options(f: Any) -> Any:
 def _build(
     max_batch: int,
     max_queue: int | None,
-    alpha: float,
-    beta: float,
-    gamma: float,
+    alpha: float | None,
+    beta: float | None,
+    gamma: float | None,
     delta: float,
     generation: str,
     input_tokens: float,
     output_tokens: float,
+    **step: Any,
 ) -> QueueModel:
     gen = Generation(generation)
+    alpha, beta, gamma = derived_params(alpha, beta, gamma, input_tokens, output_tokens, max_batch, **step)
     if gen is Generation.ERA_A:  # era A floors the measured means
         input_tokens, output_tokens = math.floor(input_tokens), math.floor(output_tokens)
     service = ServiceTimes(alpha, beta, gamma, input_tokens, output_tokens, delta=delta, generation=gen)
@@ -97,6 +104,14 @@ def _record(m: QueueMetrics, throughput: float) -> dict[str, float]:
         "avg_in_service": m.avg_num_in_service,
         "rho": m.rho,
     }
+
+
+def _derived(model: QueueModel, params: dict[str, Any]) -> dict[str, float]:
+    """With --model, the alpha/beta/gamma used (derived or given), so they can be reused by hand."""
+    if params.get("model") is None:
+        return {}
+    s = model.service
+    return {"alpha": s.alpha, "beta": s.beta, "gamma": s.gamma}
 
 
 def _emit(record: dict[str, Any], as_json: bool) -> None:
@@ -124,7 +139,7 @@ def analyze(as_json: bool, rate: float, **params: Any) -> None:
         m = model.analyze(rate)
     except TwinInputError as err:
         raise TwinInputError(err.message, obj="twin serving analyze", field="--rate", value=rate) from err
-    _emit(_record(m, m.throughput), as_json)
+    _emit(_record(m, m.throughput) | _derived(model, params), as_json)
 
 
 @serving.command(epilog=_MODEL_HELP)
@@ -145,6 +160,7 @@ def size(as_json: bool, ttft: float, itl: float, demand: float | None, **params:
         raise TwinInputError(f"infeasible SLO: {err}", obj="twin serving size", field=flag, value=value) from err
     record: dict[str, Any] = _record(r.metrics, r.capacity)
     record["rate"] = r.rate
+    record |= _derived(model, params)
     if demand is not None:
         record["replicas"] = math.ceil(demand / r.capacity) if demand > 0 else 0
     _emit(record, as_json)
@@ -175,3 +191,13 @@ def simulate(scenario: str, out_dir: str, seed: int) -> None:
             f"  avg replicas {summary['avg_replicas']:.2f}  cost {summary['cost']:.2f}  errors {summary['errors']}"
         )
     click.echo(f"report: {Path(out_dir) / 'serving-report.json'}")
+
+
+def _register() -> None:
+    from twin.cli.serving_step_cmd import bench, replay
+
+    serving.add_command(replay)
+    serving.add_command(bench)
+
+
+_register()

@@ -4,7 +4,10 @@ Each replica runs vLLM's continuous batching: up to ``max_num_seqs`` sequences, 
 budget ``max_num_batched_tokens`` shared by decodes (one token each) and chunked prefills, and a KV
 cache of ``num_gpu_blocks`` blocks of ``block_size`` tokens. A step with ``t`` scheduled tokens over
 sequences holding ``c`` KV tokens takes ``alpha + beta*t + gamma*c`` ms (the accelerator's WVA
-parameters: per-iteration overhead, compute per token, KV memory access per token).
+parameters: per-iteration overhead, compute per token, KV memory access per token), or, when the
+engine has a step-time model (``EngineConfig.step``, from the model's architecture and the GPU),
+what that model says. ``kv_on_demand`` and ``prefix_caching`` select vLLM v1's KV policy (blocks
+taken as tokens are computed, preemption of the newest request, cached prefixes).
 
 Efficiency: the replica does not tick per token. Steps with prefill run one at a time; a run of
 pure-decode steps (fixed batch, context growing by one token per sequence per step) is advanced
@@ -19,7 +22,7 @@ GPU pool's placement policy).
 from __future__ import annotations
 
 import math
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -34,6 +37,7 @@ from twin.policy.serving.inferno import AcceleratorPerf
 from twin.policy.serving.observation import ModelObservation, ReplicaMetrics, VariantInfo
 from twin.policy.serving.queue_model import SizeTargets
 from twin.policy.serving.saturation import BYTES_PER_TOKEN
+from twin.policy.serving.step_model import BatchShape, StepModel, chunk_attention_pairs
 from twin.sim.serving_traffic import Trace
 
 # Request status codes in the result arrays.
@@ -54,6 +58,14 @@ class EngineConfig:
     block_size: int = 16
     max_waiting: int = 1000  # llm-d-inference-sim's waiting-queue limit; beyond it requests are rejected
     expose_cache_config: bool = True  # vllm:cache_config_info present (False mimics the inference simulator)
+    # A step-time model from the architecture and the GPU replaces alpha/beta/gamma when given.
+    step: StepModel | None = None
+    # vLLM v1's KV policy: blocks allocated as tokens are computed, the newest request preempted
+    # (recomputed later) when the cache is full. False: reserve prompt + output at admission.
+    kv_on_demand: bool = False
+    # Automatic prefix caching: a request whose shared prefix is cached skips computing it, and a
+    # preempted request's blocks stay cached, so resuming it recomputes only its last token.
+    prefix_caching: bool = False
 
 
 @dataclass(frozen=True)
@@ -106,15 +118,23 @@ class UnboundedPlacer:
 
 
 class _Seq:
-    __slots__ = ("first_token", "generated", "idx", "inp", "out", "prefill_left")
+    __slots__ = ("first_token", "generated", "idx", "inp", "out", "prefill_left", "prefix", "prefix_len", "recompute")
 
-    def __init__(self, idx: int, inp: int, out: int) -> None:
+    def __init__(self, idx: int, inp: int, out: int, prefix: int = -1, prefix_len: int = 0) -> None:
         self.idx = idx
         self.inp = inp
         self.out = out
         self.prefill_left = inp
         self.generated = 0
         self.first_token = -1.0
+        self.recompute = 0  # generated tokens to prefill again after a preemption
+        self.prefix = prefix  # shared-prefix id, -1 for none
+        self.prefix_len = prefix_len
+
+    @property
+    def prompt(self) -> int:
+        """Tokens this sequence prefills: its prompt, plus what it had generated when preempted."""
+        return self.inp + self.recompute
 
 
 class Replica:
@@ -133,6 +153,10 @@ class Replica:
         self.usable_blocks = self.cfg.num_gpu_blocks
         self._wake: simpy.Event | None = None
         self.location: str | None = None
+        # Prefix cache: prefix id -> blocks, least recently used first; lookups and hits for the hit rate.
+        self.prefix_cache: OrderedDict[int, int] = OrderedDict()
+        self.prefix_lookups = 0
+        self.prefix_hits = 0
         # The pool-wide worker id: models in different namespaces may reuse variant names.
         self.uid = f"{sim.config.namespace}/{name}"
 
@@ -140,7 +164,7 @@ class Replica:
 
     def kv_usage(self) -> float:
         bs = self.cfg.block_size
-        used = sum(-(-(s.inp - s.prefill_left + s.generated) // bs) for s in self.running)
+        used = sum(-(-(s.prompt - s.prefill_left + s.generated - s.recompute) // bs) for s in self.running)
         return used / self.cfg.num_gpu_blocks
 
     def load(self) -> int:
@@ -179,6 +203,8 @@ class Replica:
         alpha, beta, gamma = cfg.alpha_ms, cfg.beta_ms, cfg.gamma_ms
         while True:
             self._admit()
+            if cfg.kv_on_demand:
+                self._preempt_for_space()
             if not self.running:
                 if self.state == "draining" and not self.waiting:
                     self.state = "gone"
@@ -198,42 +224,100 @@ class Replica:
         now = self.env.now
         timeout = self.sim.config.request_timeout_s
         bs = cfg.block_size
+        if cfg.kv_on_demand:
+            self.reserved_blocks = self._kv_need()
         while self.waiting and len(self.running) < cfg.max_num_seqs:
             seq = self.waiting[0]
             if now - self.sim.arrival[seq.idx] > timeout:
                 self.waiting.popleft()
                 self.sim.finish_error(seq, TIMEOUT)
                 continue
-            blocks = -(-(seq.inp + seq.out) // bs)
+            # On demand, vLLM reserves the whole prompt (scheduler_reserve_full_isl); else prompt + output.
+            blocks = -(-(seq.prompt if cfg.kv_on_demand else seq.inp + seq.out) // bs)
             if self.reserved_blocks + blocks > self.usable_blocks:
                 break  # FCFS: the head waits for KV space
             self.waiting.popleft()
             self.reserved_blocks += blocks
             self.running.append(seq)
+            if cfg.prefix_caching and seq.prefix >= 0 and seq.generated == 0:
+                self._lookup_prefix(seq)
+
+    def _lookup_prefix(self, seq: _Seq) -> None:
+        """A cached prefix's whole blocks are not computed again (vLLM keeps at least one prompt token to run)."""
+        self.prefix_lookups += 1
+        if seq.prefix in self.prefix_cache:
+            self.prefix_hits += 1
+            self.prefix_cache.move_to_end(seq.prefix)
+            bs = self.cfg.block_size
+            cached = min(seq.prefix_len // bs * bs, seq.prefill_left - 1)
+            seq.prefill_left -= max(cached, 0)
+
+    def _cache_prefix(self, seq: _Seq) -> None:
+        """After its prefill a request's prefix blocks are cached; the least recently used go when the
+        cache outgrows the blocks no running request holds."""
+        blocks = seq.prefix_len // self.cfg.block_size
+        if blocks <= 0:
+            return
+        self.prefix_cache[seq.prefix] = blocks
+        self.prefix_cache.move_to_end(seq.prefix)
+        free = self.usable_blocks - (self._kv_need() if self.cfg.kv_on_demand else self.reserved_blocks)
+        while self.prefix_cache and sum(self.prefix_cache.values()) > free:
+            self.prefix_cache.popitem(last=False)
+
+    def _kv_need(self, extra: int = 0) -> int:
+        """Blocks the running batch needs for its next step (plus ``extra`` decode steps)."""
+        bs = self.cfg.block_size
+        return sum(
+            -(-s.prompt // bs) if s.prefill_left > 0 else -(-(s.inp + s.generated + extra) // bs) for s in self.running
+        )
+
+    def _preempt_for_space(self) -> None:
+        """vLLM v1: when the next step's blocks do not fit, preempt the newest running request (recompute)."""
+        while len(self.running) > 1 and self._kv_need() > self.usable_blocks:
+            s = self.running.pop()
+            # Tokens whose KV it had computed: its blocks stay in the prefix cache when caching is on.
+            computed = s.prompt - s.prefill_left if s.prefill_left > 0 else s.inp + s.generated - 1
+            s.recompute = s.generated
+            s.prefill_left = max(s.prompt - computed, 1) if self.cfg.prefix_caching else s.prompt
+            self.waiting.appendleft(s)
 
     def _mixed_step(self, alpha: float, beta: float, gamma: float) -> simpy.events.ProcessGenerator:
         budget = self.cfg.max_num_batched_tokens
         decodes = [s for s in self.running if s.prefill_left == 0]
         tokens = len(decodes)
-        ctx = sum(s.inp + s.generated + 1 for s in decodes)
+        ctx = decode_ctx = sum(s.inp + s.generated + 1 for s in decodes)
         left = budget - tokens
         chunks: list[tuple[_Seq, int]] = []
+        pairs, cached, done = 0.0, 0, 0
         for s in self.running:
             if s.prefill_left > 0 and left > 0:
                 chunk = min(s.prefill_left, left)
+                start = s.prompt - s.prefill_left
                 left -= chunk
                 tokens += chunk
-                ctx += s.inp - s.prefill_left + chunk
+                ctx += start + chunk
+                pairs += chunk_attention_pairs(start, chunk)
+                cached += start
+                done += chunk == s.prefill_left
                 chunks.append((s, chunk))
-        yield self.env.timeout((alpha + beta * tokens + gamma * ctx) / 1000.0)
+        step = self.cfg.step
+        if step is None:
+            ms = alpha + beta * tokens + gamma * ctx
+        else:
+            n = len(decodes)
+            ms = step.step_ms(BatchShape(tokens - n, pairs, cached, done, n, decode_ctx))
+        yield self.env.timeout(ms / 1000.0)
         now = self.env.now
         for s in decodes:
             s.generated += 1
         for s, chunk in chunks:
             s.prefill_left -= chunk
             if s.prefill_left == 0:
-                s.generated = 1  # the prefill step emits the first token
-                s.first_token = now
+                s.generated += 1  # the prefill step emits the (next) token
+                if s.first_token < 0:
+                    s.first_token = now
+                if self.cfg.prefix_caching and s.prefix >= 0:
+                    self._cache_prefix(s)
         self._finish_done(now)
 
     def _decode_epoch(self, alpha: float, beta: float, gamma: float) -> simpy.events.ProcessGenerator:
@@ -241,8 +325,16 @@ class Replica:
         n = len(run)
         m = min(s.out - s.generated for s in run)
         c0 = sum(s.inp + s.generated for s in run)
-        a = alpha + beta * n + gamma * (c0 + n)  # first step: each sequence reads its context plus the new token
-        g = gamma * n  # the context grows by n tokens per step
+        if self.cfg.kv_on_demand:
+            m = min(m, self._decode_steps_that_fit(m))
+        step = self.cfg.step
+        if step is None:
+            a = alpha + beta * n + gamma * (c0 + n)  # first step: each sequence reads its context plus the new token
+            g = gamma * n  # the context grows by n tokens per step
+        else:
+            # Linear in the context within a regime: the first step and the growth per step.
+            a = step.step_ms(BatchShape(decode_seqs=n, decode_ctx=c0 + n))
+            g = max(step.step_ms(BatchShape(decode_seqs=n, decode_ctx=c0 + 2 * n)) - a, 0.0)
 
         def elapsed_ms(k: int) -> float:
             return k * a + g * k * (k - 1) / 2.0
@@ -269,6 +361,17 @@ class Replica:
             s.generated += steps
         self._finish_done(self.env.now)
 
+    def _decode_steps_that_fit(self, m: int) -> int:
+        """How many decode steps (at most ``m``, at least 1) run before the batch outgrows the KV cache."""
+        lo, hi = 0, m - 1  # the step at offset 0 fits (preemption made room); find the last offset that does
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if self._kv_need(mid) <= self.usable_blocks:
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo + 1
+
     def _finish_done(self, now: float) -> None:
         done = [s for s in self.running if s.prefill_left == 0 and s.generated >= s.out]
         if not done:
@@ -276,8 +379,9 @@ class Replica:
         bs = self.cfg.block_size
         self.running = [s for s in self.running if not (s.prefill_left == 0 and s.generated >= s.out)]
         for s in done:
-            self.reserved_blocks -= -(-(s.inp + s.out) // bs)
-            self.sim.finish_ok(s, now, self.variant.name)
+            if not self.cfg.kv_on_demand:
+                self.reserved_blocks -= -(-(s.inp + s.out) // bs)
+            self.sim.finish_ok(s, now, self.variant.name, self)
 
 
 def _steps_within(a: float, g: float, t: float) -> int:
@@ -466,7 +570,8 @@ class ServingSim:
             return
         rep.enqueue(seq)
 
-    def finish_ok(self, seq: _Seq, now: float, variant: str) -> None:
+    def finish_ok(self, seq: _Seq, now: float, variant: str, replica: Replica | None = None) -> None:
+        """A request completed on ``replica`` (subclasses keep per-pod counters, like vLLM's /metrics)."""
         self.success_by_variant[variant] += 1
         i = seq.idx
         self.status[i] = DONE
@@ -486,11 +591,15 @@ class ServingSim:
     def _arrivals(self) -> simpy.events.ProcessGenerator:
         t = self.trace
         inp, out = t.input_tokens, t.output_tokens
+        pid, plen = t.prefix_id, t.prefix_len
         for i in range(len(t)):
             dt = self.arrival[i] - self.env.now
             if dt > 0:
                 yield self.env.timeout(dt)
-            self._route(_Seq(i, int(inp[i]), max(int(out[i]), 1)))
+            seq = _Seq(i, int(inp[i]), max(int(out[i]), 1))
+            if pid is not None and plen is not None and pid[i] >= 0:
+                seq.prefix, seq.prefix_len = int(pid[i]), min(int(plen[i]), seq.inp)
+            self._route(seq)
 
     def _scrape(self) -> simpy.events.ProcessGenerator:
         keep = max(self.config.retention_s, 300.0) + self.config.scrape_interval_s
@@ -591,12 +700,18 @@ class ServingSim:
             output_tokens=o_avg,
             success_in_retention=(retention[1] if retention else None),
             scheduler_queue_size=len(self.epp_queue),
-            # The gateway's queue in bytes (4 per prompt token, WVA's own conversion); the simulated
-            # engines have no prefix cache, so every query misses and the hit rate is 0.
+            # The gateway's queue in bytes (4 per prompt token, WVA's own conversion), and the engines'
+            # prefix-cache hit rate (0 without shared prefixes or with prefix caching off).
             scheduler_queue_bytes=BYTES_PER_TOKEN * sum(seq.inp for seq in self.epp_queue),
-            prefix_cache_hit_rate=0.0,
+            prefix_cache_hit_rate=self._prefix_hit_rate(),
             variant_arrival=self._variant_rates(),
         )
+
+    def _prefix_hit_rate(self) -> float:
+        """Prefix-cache hits over lookups, summed over the ready replicas (since they started)."""
+        ready = self._ready()
+        lookups = sum(r.prefix_lookups for r in ready)
+        return sum(r.prefix_hits for r in ready) / lookups if lookups else 0.0
 
     def _variant_rates(self) -> dict[str, float]:
         """Per-variant completion rate over the last minute (sum over the variant's pods)."""

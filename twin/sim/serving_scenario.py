@@ -25,13 +25,24 @@ from twin.policy.serving.autoscalers import autoscaler_names, get_autoscaler
 from twin.policy.serving.from_spec import hpa_behavior
 from twin.policy.serving.hpa import HPASpec
 from twin.policy.serving.inferno import AcceleratorPerf
+from twin.policy.serving.step_model import GpuSpec, StepModel
+from twin.policy.serving.step_params import derive_wva_params
 from twin.scenario import apply_override, parse_duration
 from twin.seeding import component_rng
 from twin.sim.azure_trace import AzureTraffic, load_azure_trace, resolve_azure_source, transform_azure_trace
 from twin.sim.serving import EngineConfig, ServingConfig, ServingResult, ServingSim, VariantConfig
 from twin.sim.serving_placement import ClusterPlacer, build_pool, vgpu_request
 from twin.sim.serving_report import summarize, write_plots
-from twin.sim.serving_traffic import Burst, RatePattern, TokenDist, Trace, generate_trace, load_csv_trace
+from twin.sim.serving_traffic import (
+    Burst,
+    PrefixSpec,
+    RatePattern,
+    TokenDist,
+    Trace,
+    generate_trace,
+    load_csv_trace,
+)
+from twin.spec.hf_config import resolve_model
 from twin.spec.wva import HPABehaviorDoc
 from twin.units import parse_bytes, parse_tflops
 
@@ -59,12 +70,15 @@ class Perf(_M):
 
 
 class Engine(_M):
-    max_num_seqs: int = Field(256, ge=1)
-    max_num_batched_tokens: int = Field(8192, ge=1)
-    num_gpu_blocks: int = Field(4096, ge=1)
-    block_size: int = Field(16, ge=1)
+    max_num_seqs: int = Field(256, ge=1, le=100_000)
+    max_num_batched_tokens: int = Field(8192, ge=1, le=10_000_000)
+    num_gpu_blocks: int | None = Field(None, ge=1, le=100_000_000, description="default: from GPU memory, or 4096")
+    block_size: int = Field(16, ge=1, le=4096)
     max_waiting: int = Field(1000, ge=0)
     expose_cache_config: bool = True
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+    kv_policy: Literal["reserve", "on-demand"] | None = None  # default: on-demand with a model, else reserve
+    prefix_caching: bool = True
 
 
 class Replicas(_M):
@@ -91,8 +105,11 @@ class Variant(_M):
     name: str = Field(min_length=1)
     accelerator: str = "H100"
     cost: float = Field(10.0, ge=0)
-    gpus_per_replica: int = Field(1, ge=1)
-    perf: Perf
+    gpus_per_replica: int = Field(1, ge=1, le=64)  # also the tensor-parallel size with a `model`
+    perf: Perf | None = None  # WVA's parameters; default: derived from `model` on `gpu`
+    model: str | None = Field(None, min_length=1, max_length=4096)  # name or config.json path: the step model
+    gpu: str | None = None  # hardware profile for `model`; default: `accelerator`
+    dtype: Literal["bf16", "fp16", "fp8"] = "bf16"
     engine: Engine = Field(default_factory=lambda: Engine.model_validate({}))
     replicas: Replicas = Field(default_factory=lambda: Replicas.model_validate({}))
     startup: Duration = 65.0
@@ -126,6 +143,11 @@ class BurstDoc(_M):
     rate: float = Field(ge=0)
 
 
+class PrefixDoc(_M):
+    groups: int = Field(ge=1, le=1_000_000)
+    tokens: int = Field(ge=1, le=10_000_000)
+
+
 class AzureDoc(_M):
     """Replay the Azure LLM inference trace 2023 (``code``, ``conv`` or a CSV path of that format)."""
 
@@ -146,6 +168,7 @@ class Traffic(_M):
     azure: AzureDoc | None = None
     input_tokens: Tokens = Field(default_factory=lambda: Tokens.model_validate({"mean": 512}))
     output_tokens: Tokens = Field(default_factory=lambda: Tokens.model_validate({"mean": 256}))
+    prefix: PrefixDoc | None = None  # shared prompt prefixes (prefix caching)
 
     @model_validator(mode="after")
     def _one_replay(self) -> Traffic:
@@ -274,9 +297,34 @@ def load_serving_scenario(path: Path, overrides: Sequence[str] = ()) -> ServingS
                 field="hpa.behavior." + ".".join(map(str, first["loc"])),
                 value=first.get("input"),
             ) from err
+    replayed = scenario.traffic.csv is not None or scenario.traffic.azure is not None
+    if replayed and scenario.traffic.prefix is not None:
+        raise TwinInputError("a replayed trace has no prefixes: drop traffic.prefix", file=file, field="traffic.prefix")
+    for i, v in enumerate(scenario.variants):
+        if v.perf is None and v.model is None:
+            raise TwinInputError("needs perf, or a model (and gpu) to derive it", file=file, field=f"variants.{i}")
+        if v.model is not None:
+            _step_model(v, path.parent, file, i)  # validate the model, GPU, TP and dtype before running anything
     if scenario.cluster is not None:
         _placer(scenario, file)  # validate models, strategy and slices before running anything
     return scenario
+
+
+def _step_model(v: Variant, base: Path, file: str, i: int) -> StepModel | None:
+    """The variant's step-time model (``model`` on ``gpu``, TP = GPUs per replica), or None without a model."""
+    if v.model is None:
+        return None
+    ref = v.model
+    if ref.endswith(".json") and not Path(ref).is_absolute():
+        ref = str(base / ref)
+    try:
+        gpu = default_catalog().get(v.gpu or v.accelerator)
+        return StepModel(resolve_model(ref), GpuSpec.from_profile(gpu), v.gpus_per_replica, v.dtype)
+    except TwinInputError as err:
+        field = {"gpu": "gpu", "gpu model": "gpu", "tp": "gpus_per_replica", "dtype": "dtype"}.get(
+            err.field or "", "model"
+        )
+        raise TwinInputError(err.message, file=file, field=f"variants.{i}.{field}", value=err.value) from err
 
 
 def _placer(s: ServingScenario, file: str) -> ClusterPlacer | None:
@@ -313,27 +361,55 @@ def _placer(s: ServingScenario, file: str) -> ClusterPlacer | None:
     return ClusterPlacer(state, strategy, templates)
 
 
-def serving_config(s: ServingScenario) -> ServingConfig:
+def serving_config(
+    s: ServingScenario, base: Path | None = None, file: str = "", trace: Trace | None = None
+) -> ServingConfig:
+    """The simulation's configuration; WVA parameters derived from a variant's ``model`` use the mean
+    request of ``trace`` when given (else the traffic's token means)."""
     behavior = hpa_behavior(HPABehaviorDoc.model_validate(s.hpa.behavior) if s.hpa.behavior is not None else None)
     variants = []
-    for v in s.variants:
+    for i, v in enumerate(s.variants):
         e = v.engine
+        step = _step_model(v, base or Path("."), file, i)
+        if v.perf is not None:
+            alpha, beta, gamma = v.perf.alpha, v.perf.beta, v.perf.gamma  # explicit parameters win
+        else:
+            assert step is not None  # load_serving_scenario checked
+            mean_in, mean_out = s.traffic.input_tokens.mean, s.traffic.output_tokens.mean
+            if trace is not None and len(trace):
+                mean_in, mean_out = float(trace.input_tokens.mean()), float(trace.output_tokens.mean())
+            p = derive_wva_params(step, mean_in, mean_out, e.max_num_seqs, e.max_num_batched_tokens)
+            alpha, beta, gamma = p.alpha, p.beta, p.gamma
+        blocks = e.num_gpu_blocks
+        if blocks is None:
+            blocks = step.kv_blocks(e.gpu_memory_utilization, e.block_size) if step is not None else 4096
+            if blocks < 1:
+                raise TwinInputError(
+                    "the model's weights leave no GPU memory for the KV cache; more gpus_per_replica or fp8",
+                    file=file,
+                    field=f"variants.{i}.model",
+                    value=v.model,
+                )
+        kv_policy = e.kv_policy or ("on-demand" if step is not None else "reserve")
         engine = EngineConfig(
-            v.perf.alpha,
-            v.perf.beta,
-            v.perf.gamma,
+            alpha,
+            beta,
+            gamma,
             max_num_seqs=e.max_num_seqs,
             max_num_batched_tokens=e.max_num_batched_tokens,
-            num_gpu_blocks=e.num_gpu_blocks,
+            num_gpu_blocks=blocks,
             block_size=e.block_size,
             max_waiting=e.max_waiting,
             expose_cache_config=e.expose_cache_config,
+            step=step,
+            kv_on_demand=kv_policy == "on-demand",
+            prefix_caching=e.prefix_caching,
         )
         perf = AcceleratorPerf(
             v.accelerator,
-            v.perf.alpha,
-            v.perf.beta,
-            v.perf.gamma,
+            alpha,
+            beta,
+            gamma,
             acc_count=v.gpus_per_replica,
             max_batch=e.max_num_seqs,
         )
@@ -397,6 +473,7 @@ def scenario_trace(s: ServingScenario, base: Path, seed: int) -> Trace:
         TokenDist(t.output_tokens.mean, t.output_tokens.dist, t.output_tokens.cv),
         s.duration,
         rng,
+        PrefixSpec(t.prefix.groups, t.prefix.tokens) if t.prefix is not None else None,
     )
 
 
@@ -424,8 +501,8 @@ def simulate_serving_scenario(
     """Run every autoscaler on one traffic, writing nothing; returns (report, results by label)."""
     path = Path(path)
     scenario = load_serving_scenario(path, overrides)
-    config = serving_config(scenario)
     trace = scenario_trace(scenario, path.parent, seed)
+    config = serving_config(scenario, path.parent, str(path), trace)
     results: dict[str, ServingResult] = {}
     total = len(scenario.autoscalers) * 50
     for i, a in enumerate(scenario.autoscalers):

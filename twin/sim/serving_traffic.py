@@ -23,6 +23,10 @@ class Trace:
     arrival_s: np.ndarray
     input_tokens: np.ndarray
     output_tokens: np.ndarray
+    # Optional shared prompt prefixes (a system prompt, a document): request i starts with the
+    # ``prefix_len[i]`` tokens of prefix ``prefix_id[i]`` (-1: none). Used by prefix caching.
+    prefix_id: np.ndarray | None = None
+    prefix_len: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.arrival_s.size)
@@ -94,11 +98,30 @@ def poisson_arrivals(pattern: RatePattern, duration_s: float, rng: np.random.Gen
     return times[keep]
 
 
+@dataclass(frozen=True)
+class PrefixSpec:
+    """``groups`` shared prefixes of ``tokens`` tokens each; every request draws one uniformly."""
+
+    groups: int
+    tokens: int
+
+
 def generate_trace(
-    pattern: RatePattern, input_tokens: TokenDist, output_tokens: TokenDist, duration_s: float, rng: np.random.Generator
+    pattern: RatePattern,
+    input_tokens: TokenDist,
+    output_tokens: TokenDist,
+    duration_s: float,
+    rng: np.random.Generator,
+    prefix: PrefixSpec | None = None,
 ) -> Trace:
     times = poisson_arrivals(pattern, duration_s, rng)
-    return Trace(times, input_tokens.sample(rng, times.size), output_tokens.sample(rng, times.size))
+    inp, out = input_tokens.sample(rng, times.size), output_tokens.sample(rng, times.size)
+    if prefix is None:
+        return Trace(times, inp, out)
+    # The prefix is part of the prompt: a prompt shorter than it is lengthened to the prefix plus one token.
+    inp = np.maximum(inp, prefix.tokens + 1)
+    ids = rng.integers(0, prefix.groups, times.size)
+    return Trace(times, inp, out, ids.astype(np.int64), np.full(times.size, prefix.tokens, dtype=np.int64))
 
 
 def load_csv_trace(path: Path) -> Trace:

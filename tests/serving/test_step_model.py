@@ -1,0 +1,163 @@
+"""The step-time model's limits: decode is bandwidth-bound, big prefills compute-bound, TP adds communication."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from twin.errors import TwinInputError
+from twin.hardware import default_catalog
+from twin.policy.serving.queue_model import QueueModel, ServiceTimes
+from twin.policy.serving.step_model import BatchShape, Efficiency, GpuSpec, StepModel, chunk_attention_pairs
+from twin.policy.serving.step_params import derive_wva_params
+from twin.spec.hf_config import resolve_model
+
+LLAMA8 = resolve_model("Llama-3.1-8B")
+H100 = GpuSpec.from_profile(default_catalog().get("H100"))
+
+
+def _model(gpu: GpuSpec = H100, tp: int = 1, dtype: str = "bf16", model: str = "Llama-3.1-8B") -> StepModel:
+    return StepModel(resolve_model(model), gpu, tp, dtype)
+
+
+def test_pure_decode_is_bandwidth_bound() -> None:
+    m = _model()
+    b = m.breakdown(BatchShape.decode(1, 1000))
+    assert not b.linear_compute_bound and not b.attention_compute_bound
+    eff = Efficiency()
+    weights = (m.weight_bytes_per_gpu - LLAMA8.embedding_params * 2) / (H100.mem_bandwidth_gbps * 1e6 * eff.memory)
+    assert b.linear_ms == pytest.approx(weights, rel=1e-9)
+    # Twice the bandwidth halves everything but the fixed overhead; twice the FLOPs changes nothing.
+    fast_mem = _model(dataclasses.replace(H100, mem_bandwidth_gbps=2 * H100.mem_bandwidth_gbps))
+    fast_flops = _model(dataclasses.replace(H100, fp16_tflops=2 * H100.fp16_tflops))
+    base = m.step_ms(BatchShape.decode(1, 1000)) - eff.step_overhead_ms
+    assert fast_mem.step_ms(BatchShape.decode(1, 1000)) - eff.step_overhead_ms == pytest.approx(base / 2, rel=1e-9)
+    assert fast_flops.step_ms(BatchShape.decode(1, 1000)) == pytest.approx(m.step_ms(BatchShape.decode(1, 1000)))
+
+
+def test_decode_pays_for_the_kv_it_reads() -> None:
+    m = _model()
+    short, long = m.step_ms(BatchShape.decode(64, 100)), m.step_ms(BatchShape.decode(64, 4000))
+    extra_bytes = 64 * 3900 * m.kv_bytes_per_token
+    assert long - short == pytest.approx(extra_bytes / (H100.mem_bandwidth_gbps * 1e6 * Efficiency().memory), rel=1e-6)
+
+
+def test_large_prefill_is_compute_bound_and_linear_in_tokens() -> None:
+    m = _model()
+    b = m.breakdown(BatchShape.prefill(8192))
+    assert b.linear_compute_bound
+    fast_flops = _model(dataclasses.replace(H100, fp16_tflops=2 * H100.fp16_tflops))
+    assert fast_flops.breakdown(BatchShape.prefill(8192)).linear_ms == pytest.approx(b.linear_ms / 2, rel=1e-9)
+    half = m.breakdown(BatchShape.prefill(4096)).linear_ms
+    assert b.linear_ms / half == pytest.approx(2.0, rel=0.01)
+    # 2 FLOPs per parameter per token.
+    flops = 2 * 8192 * (LLAMA8.active_params - LLAMA8.embedding_params) + 2 * LLAMA8.embedding_params
+    assert b.linear_ms == pytest.approx(flops / (H100.fp16_tflops * 1e9 * Efficiency().compute), rel=1e-9)
+
+
+def test_fp8_uses_the_fp8_peak_and_halves_the_weights() -> None:
+    bf16, fp8 = _model(), _model(dtype="fp8")
+    assert fp8.weight_bytes_per_gpu == pytest.approx(bf16.weight_bytes_per_gpu / 2)
+    assert fp8.breakdown(BatchShape.prefill(8192)).linear_ms < 0.6 * bf16.breakdown(BatchShape.prefill(8192)).linear_ms
+    with pytest.raises(TwinInputError, match="no FP8"):
+        _model(GpuSpec.from_profile(default_catalog().get("A100_SXM_80G")), dtype="fp8")
+
+
+def test_tensor_parallelism_adds_communication() -> None:
+    one, two = _model(), _model(tp=2)
+    assert one.breakdown(BatchShape.decode(32, 1000)).comm_ms == 0.0
+    comm = two.breakdown(BatchShape.decode(32, 1000)).comm_ms
+    assert comm > 0
+    # It grows with the tokens in the step, and with a slower interconnect.
+    assert two.breakdown(BatchShape.prefill(4096)).comm_ms > comm
+    pcie = _model(dataclasses.replace(H100, interconnect_gbps=32), tp=2)
+    assert pcie.breakdown(BatchShape.prefill(4096)).comm_ms > two.breakdown(BatchShape.prefill(4096)).comm_ms
+    # Splitting the weights halves the per-GPU weight reads, but the step costs more than half.
+    b1, b2 = one.breakdown(BatchShape.decode(1, 100)), two.breakdown(BatchShape.decode(1, 100))
+    assert b2.linear_ms == pytest.approx(b1.linear_ms / 2, rel=0.01)
+    assert two.step_ms(BatchShape.decode(1, 100)) > one.step_ms(BatchShape.decode(1, 100)) / 2
+    with pytest.raises(TwinInputError, match="interconnect"):
+        _model(dataclasses.replace(H100, interconnect_gbps=None), tp=2)
+    with pytest.raises(TwinInputError):
+        _model(tp=3)  # 32 heads do not split 3 ways
+
+
+def test_moe_reads_only_the_experts_its_tokens_touch() -> None:
+    moe = _model(model="Qwen3-30B-A3B-Instruct-2507")
+    arch = moe.arch
+    assert arch.is_moe and arch.active_params < arch.total_params / 5
+    one = moe.breakdown(BatchShape.decode(1, 100)).linear_ms
+    many = moe.breakdown(BatchShape.decode(256, 100)).linear_ms
+    assert many > 5 * one  # one token reads 8 of 128 experts per layer, 256 tokens nearly all
+    ep = StepModel(arch, dataclasses.replace(H100), ep=2)
+    assert ep.weight_bytes_per_gpu < moe.weight_bytes_per_gpu * 0.6
+    assert ep.breakdown(BatchShape.decode(8, 100)).comm_ms > 0
+
+
+def test_kv_blocks_match_the_run_that_reports_them() -> None:
+    """The RTX 4090 run's vLLM allocated 2588 blocks of 16 tokens for Llama-3.1-8B at utilisation 0.9."""
+    m = _model(GpuSpec.from_profile(default_catalog().get("RTX4090")))
+    assert m.kv_blocks(0.9, 16) == pytest.approx(2588, rel=0.03)
+    assert m.kv_blocks(0.9, 32) == pytest.approx(m.kv_blocks(0.9, 16) / 2, abs=1)
+    assert _model(GpuSpec.from_profile(default_catalog().get("L4")), model="Llama-3.1-70B").kv_blocks() == 0
+
+
+def test_chunk_attention_pairs_counts_causal_pairs() -> None:
+    assert chunk_attention_pairs(0, 1) == 1
+    assert chunk_attention_pairs(0, 4) == 1 + 2 + 3 + 4
+    assert chunk_attention_pairs(10, 2) == 11 + 12
+
+
+def test_efficiency_bounds() -> None:
+    with pytest.raises(TwinInputError, match="compute"):
+        Efficiency(compute=0.0)
+    with pytest.raises(TwinInputError, match="step_overhead_ms"):
+        Efficiency(step_overhead_ms=float("nan"))
+
+
+def test_derived_wva_parameters_reproduce_the_step_model() -> None:
+    m = _model()
+    p = derive_wva_params(m, 512, 256, 64)
+    assert p.alpha > 0 and p.beta > 0 and p.gamma >= 0
+    # A decode step of 32 sequences at the mean context: the linear fit is within 15 % of the roofline.
+    ctx = 512 + 128
+    linear = p.alpha + p.beta * 32 + p.gamma * 32 * ctx
+    assert linear == pytest.approx(m.step_ms(BatchShape.decode(32, ctx)), rel=0.15)
+    # And the queue model built from them prices an ITL near the step model's at low load.
+    q = QueueModel(ServiceTimes(p.alpha, p.beta, p.gamma, 512, 256), 64, 640)
+    itl = q.analyze(0.05 * q.max_rate).itl_ms
+    assert itl == pytest.approx(m.step_ms(BatchShape.decode(1, ctx)), rel=0.2)
+    # A faster GPU gives a smaller per-step cost.
+    h200 = derive_wva_params(_model(GpuSpec.from_profile(default_catalog().get("H200"))), 512, 256, 64)
+    assert h200.alpha < p.alpha
+
+
+_counts = st.integers(0, 4096)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.sampled_from(["Llama-3.1-8B", "Qwen3-32B", "Qwen3-30B-A3B-Instruct-2507", "Mixtral-8x7B-v0.1"]),
+    st.sampled_from(["H100", "L40S", "RTX4090", "RTXPRO6000"]),
+    st.sampled_from([1, 2, 4]),
+    _counts,
+    _counts,
+    st.integers(0, 256),
+    st.integers(0, 4096),
+    st.sampled_from(["prefill_tokens", "prefill_cached", "decode_seqs", "decode_ctx"]),
+)
+def test_step_time_is_finite_and_grows_with_the_batch(
+    model: str, gpu: str, tp: int, pf: int, cached: int, seqs: int, ctx: int, grow: str
+) -> None:
+    m = StepModel(resolve_model(model), GpuSpec.from_profile(default_catalog().get(gpu)), tp)
+    b = BatchShape(pf, chunk_attention_pairs(cached, pf), cached, int(pf > 0), seqs, seqs * ctx)
+    t = m.step_ms(b)
+    assert math.isfinite(t) and t >= 0 and (t > 0) == (pf + seqs > 0)
+    bigger = dataclasses.replace(b, **{grow: getattr(b, grow) + 64})
+    if grow == "decode_ctx" and b.decode_seqs == 0:
+        bigger = dataclasses.replace(bigger, decode_seqs=1)
+    assert m.step_ms(bigger) >= t
