@@ -180,7 +180,7 @@ def test_recording_with_garbage_lines_is_a_clear_error(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("override", "match"),
     [
-        ("variants.0.engine.max_num_seqs=100000000", "max_batch = 4096"),
+        ("variants.0.engine.max_num_seqs=50000", "max_batch = 4096"),
         ("variants.0.engine.max_waiting=100000000", "max_queue"),
         ("duration=100000d", "max_duration_s"),
         ("traffic.rate=1e9", "max_events"),
