@@ -268,3 +268,12 @@ def test_plan_with_an_unusable_runner_is_bad_input(tmp_path: Path) -> None:
     for runner in ("", "os:nosuch", "no_such_module_xyz:run"):
         result = twin(*args, "--runner", runner)
         assert result.exit_code == 2 and "field --runner" in result.output
+
+
+def test_listener_warning_is_shared_by_every_live_command() -> None:
+    from twin.cli.params import is_loopback, non_loopback_warning
+
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("10.0.0.5") and not is_loopback("node-1.example")
+    assert non_loopback_warning("--addr", "127.0.0.2") is None
+    assert "--addr 0.0.0.0 serves the metrics" in (non_loopback_warning("--addr", "0.0.0.0") or "")

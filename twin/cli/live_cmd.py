@@ -27,7 +27,7 @@ from live.backends.replay import ReplayBackend
 from live.decisions import Decision, LimiterUpdate, decision_dict
 from live.workers import WorkersFile, load_workers
 from twin.atomic import atomic_write_text
-from twin.cli.params import FiniteFloat
+from twin.cli.params import FiniteFloat, non_loopback_warning
 from twin.errors import TwinInputError
 from twin.units import format_bytes_short
 
@@ -335,23 +335,9 @@ def run_warnings(
             f"actuator {', '.join(real)} acts for real (starts processes / patches pods) on decisions about {source}'s "
             "GPUs, which are not this machine's"
         )
-    if metrics_port is not None and not _is_loopback(metrics_addr):
-        out.append(
-            f"--metrics-addr {metrics_addr} serves the metrics (worker names, GPU usage) to the network, "
-            "without authentication; 127.0.0.1 keeps them on this machine"
-        )
+    if metrics_port is not None and (warning := non_loopback_warning("--metrics-addr", metrics_addr)):
+        out.append(warning)
     return out
-
-
-def _is_loopback(addr: str) -> bool:
-    import ipaddress
-
-    if addr == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(addr).is_loopback
-    except ValueError:
-        return False  # a host name: may resolve anywhere
 
 
 # ---------------------------------------------------------------- fork

@@ -18,7 +18,7 @@ import click
 from rich.console import Console
 from rich.progress import Progress
 
-from twin.cli.params import FiniteFloat
+from twin.cli.params import FiniteFloat, non_loopback_warning
 from twin.errors import TwinInputError
 
 EXIT_NO_PROMETHEUS = 4
@@ -177,6 +177,8 @@ def wva(
         controller_instance=controller_instance,
     )
     console = Console()
+    if warning := non_loopback_warning("--metrics-addr", metrics_addr):
+        Console(stderr=True).print(f"[yellow]warning:[/] {warning}")
     server, _ = start_wva_exporter(loop, addr=metrics_addr, port=metrics_port)
     console.print(
         f"WVA loop ({autoscaler}, every {loop.interval_s:g} s) on {prom_url}; "
@@ -245,6 +247,8 @@ def fleet(
     wall = WallClockFleet(serving_config(s), trace, scaler, seconds, speed=speed)
     pods = PodEndpoints(wall, sd_file=sd_file, addr=addr)
     console = Console(stderr=True)
+    if warning := non_loopback_warning("--addr", addr):
+        console.print(f"[yellow]warning:[/] {warning}")
     wall.start()
     pods.sync()
     console.print(f"{len(pods.endpoints)} pods ready; targets in {sd_file}; Ctrl-C stops")

@@ -135,3 +135,27 @@ class SeedList(click.ParamType):
         if len(seeds) < self.minimum:
             self.fail(f"give at least {self.minimum} seeds", param, ctx)
         return seeds
+
+
+# ---------------------------------------------------------------- listeners
+
+
+def non_loopback_warning(flag: str, addr: str) -> str | None:
+    """A warning when a metrics listener is reachable from the network (no authentication there)."""
+    if is_loopback(addr):
+        return None
+    return (
+        f"{flag} {addr} serves the metrics (worker names, GPU usage) to the network, "
+        "without authentication; 127.0.0.1 keeps them on this machine"
+    )
+
+
+def is_loopback(addr: str) -> bool:
+    import ipaddress
+
+    if addr == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(addr).is_loopback
+    except ValueError:
+        return False  # a host name: may resolve anywhere
