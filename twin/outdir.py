@@ -32,6 +32,13 @@ def safe_name(name: str, fallback: str = "scenario") -> str:
 def fresh_output_dir(target: Path) -> Iterator[Path]:
     """Yield an empty staging folder; on success it replaces ``target`` in one rename."""
     target = Path(target)
+    if Path.cwd().resolve().is_relative_to(target.resolve()):
+        # ".", "..", "/" or "~" from inside it: the folder would be renamed away under the user's feet.
+        raise TwinInputError(
+            "the output folder is the current folder or contains it; give a subfolder such as out/run",
+            field="--out",
+            value=str(target),
+        )
     if target.exists() and not target.is_dir():
         raise TwinInputError("the output path exists and is not a folder", field="--out", value=str(target))
     if target.is_dir() and any(target.iterdir()) and not any((target / m).exists() for m in MARKERS):

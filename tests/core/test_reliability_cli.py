@@ -277,3 +277,16 @@ def test_listener_warning_is_shared_by_every_live_command() -> None:
     assert not is_loopback("0.0.0.0") and not is_loopback("10.0.0.5") and not is_loopback("node-1.example")
     assert non_loopback_warning("--addr", "127.0.0.2") is None
     assert "--addr 0.0.0.0 serves the metrics" in (non_loopback_warning("--addr", "0.0.0.0") or "")
+
+
+@pytest.mark.parametrize("out", [".", "..", "/"])
+def test_run_refuses_an_output_folder_that_contains_the_current_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, out: str
+) -> None:
+    work = tmp_path / "w"
+    work.mkdir()
+    (work / "summary.json").write_text("{}")  # looks like a twin run, but it is where the user stands
+    monkeypatch.chdir(work)
+    result = twin("run", str(QUICKSTART), "-q", "-o", out, "--set", "duration=1h")
+    assert result.exit_code == 2 and "contains it" in result.output
+    assert (work / "summary.json").read_text() == "{}"
