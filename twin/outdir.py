@@ -56,13 +56,21 @@ def fresh_output_dir(target: Path) -> Iterator[Path]:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     old: Path | None = None
-    if target.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
-        target.replace(old / target.name)
-    staging.chmod(0o777 & ~_umask())
-    staging.replace(target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    try:
+        staging.chmod(0o777 & ~_umask())
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+            target.replace(old / target.name)
+        staging.replace(target)
+    except BaseException:
+        # Put the previous run back, and leave no staging folder behind.
+        if old is not None and (old / target.name).exists() and not target.exists():
+            (old / target.name).replace(target)
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def _umask() -> int:

@@ -290,3 +290,26 @@ def test_run_refuses_an_output_folder_that_contains_the_current_one(
     result = twin("run", str(QUICKSTART), "-q", "-o", out, "--set", "duration=1h")
     assert result.exit_code == 2 and "contains it" in result.output
     assert (work / "summary.json").read_text() == "{}"
+
+
+def test_a_failed_rename_keeps_the_previous_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from twin.outdir import fresh_output_dir
+
+    target = tmp_path / "run"
+    target.mkdir()
+    (target / "summary.json").write_text("old")
+    real_replace = Path.replace
+
+    def flaky(self: Path, dest: Any) -> Path:
+        if self.name.endswith(".partial"):
+            raise OSError(28, "No space left on device")
+        return real_replace(self, dest)
+
+    monkeypatch.setattr(Path, "replace", flaky)
+    with pytest.raises(OSError), fresh_output_dir(target) as staging:
+        (staging / "summary.json").write_text("new")
+    assert (target / "summary.json").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    with pytest.raises(RuntimeError), fresh_output_dir(target) as staging:
+        raise RuntimeError("killed while writing")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
