@@ -67,7 +67,7 @@ def test_one_exit_code_convention_for_every_command(boom: Any, error: BaseExcept
     assert text in result.output
     assert "Traceback" not in result.output
     if code == 4:
-        assert "rerun with --debug" in result.output
+        assert "twin --debug" in result.output
 
 
 def test_debug_prints_the_traceback(boom: Any) -> None:

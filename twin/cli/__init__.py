@@ -90,7 +90,8 @@ class LazyGroup(click.Group):
             code, text = _classify(err)
             click.echo(f"error: {text}", err=True)
             if code == EXIT_INTERNAL and not debug:
-                click.echo("this is a bug in the twin; rerun with --debug for the traceback", err=True)
+                hint = "this is a bug in the twin; rerun as `twin --debug ...` (or TWIN_DEBUG=1) for the traceback"
+                click.echo(hint, err=True)
             sys.exit(code)
         if out_of_memory:
             click.echo("error: out of memory; a limit in twin/limits.py may be set too high", err=True)
