@@ -12,7 +12,14 @@ from hypothesis import strategies as st
 from twin.errors import TwinInputError
 from twin.hardware import default_catalog
 from twin.policy.serving.queue_model import QueueModel, ServiceTimes
-from twin.policy.serving.step_model import BatchShape, Efficiency, GpuSpec, StepModel, chunk_attention_pairs
+from twin.policy.serving.step_model import (
+    PLAUSIBLE,
+    BatchShape,
+    Efficiency,
+    GpuSpec,
+    StepModel,
+    chunk_attention_pairs,
+)
 from twin.policy.serving.step_params import derive_wva_params
 from twin.spec.hf_config import resolve_model
 
@@ -31,11 +38,13 @@ def test_pure_decode_is_bandwidth_bound() -> None:
     eff = Efficiency()
     weights = (m.weight_bytes_per_gpu - LLAMA8.embedding_params * 2) / (H100.mem_bandwidth_gbps * 1e6 * eff.memory)
     assert b.linear_ms == pytest.approx(weights, rel=1e-9)
-    # Twice the bandwidth halves everything but the fixed overhead; twice the FLOPs changes nothing.
+    # Twice the bandwidth halves everything but the fixed overheads; twice the FLOPs changes nothing.
     fast_mem = _model(dataclasses.replace(H100, mem_bandwidth_gbps=2 * H100.mem_bandwidth_gbps))
     fast_flops = _model(dataclasses.replace(H100, fp16_tflops=2 * H100.fp16_tflops))
-    base = m.step_ms(BatchShape.decode(1, 1000)) - eff.step_overhead_ms
-    assert fast_mem.step_ms(BatchShape.decode(1, 1000)) - eff.step_overhead_ms == pytest.approx(base / 2, rel=1e-9)
+    fixed = b.overhead_ms
+    assert fixed == pytest.approx(eff.step_overhead_ms + LLAMA8.layers * eff.seq_layer_overhead_us / 1000)
+    base = m.step_ms(BatchShape.decode(1, 1000)) - fixed
+    assert fast_mem.step_ms(BatchShape.decode(1, 1000)) - fixed == pytest.approx(base / 2, rel=1e-9)
     assert fast_flops.step_ms(BatchShape.decode(1, 1000)) == pytest.approx(m.step_ms(BatchShape.decode(1, 1000)))
 
 
@@ -43,7 +52,9 @@ def test_decode_pays_for_the_kv_it_reads() -> None:
     m = _model()
     short, long = m.step_ms(BatchShape.decode(64, 100)), m.step_ms(BatchShape.decode(64, 4000))
     extra_bytes = 64 * 3900 * m.kv_bytes_per_token
-    assert long - short == pytest.approx(extra_bytes / (H100.mem_bandwidth_gbps * 1e6 * Efficiency().memory), rel=1e-6)
+    # Paged KV reads run at their own efficiency, not the weight stream's.
+    kv_bw = H100.mem_bandwidth_gbps * 1e6 * Efficiency().kv_memory
+    assert long - short == pytest.approx(extra_bytes / kv_bw, rel=1e-6)
 
 
 def test_large_prefill_is_compute_bound_and_linear_in_tokens() -> None:
@@ -90,8 +101,8 @@ def test_moe_reads_only_the_experts_its_tokens_touch() -> None:
     moe = _model(model="Qwen3-30B-A3B-Instruct-2507")
     arch = moe.arch
     assert arch.is_moe and arch.active_params < arch.total_params / 5
-    one = moe.breakdown(BatchShape.decode(1, 100)).linear_ms
-    many = moe.breakdown(BatchShape.decode(256, 100)).linear_ms
+    one = moe.breakdown(BatchShape.decode(1, 100)).moe_ms
+    many = moe.breakdown(BatchShape.decode(256, 100)).moe_ms
     assert many > 5 * one  # one token reads 8 of 128 experts per layer, 256 tokens nearly all
     ep = StepModel(arch, dataclasses.replace(H100), ep=2)
     assert ep.weight_bytes_per_gpu < moe.weight_bytes_per_gpu * 0.6
@@ -117,6 +128,62 @@ def test_efficiency_bounds() -> None:
         Efficiency(compute=0.0)
     with pytest.raises(TwinInputError, match="step_overhead_ms"):
         Efficiency(step_overhead_ms=float("nan"))
+    with pytest.raises(TwinInputError, match="seq_layer_overhead_us"):
+        Efficiency(seq_layer_overhead_us=-1.0)
+    # The shipped (fitted) constants lie in their physically plausible ranges; the old fit's did not.
+    assert Efficiency().plausible()
+    assert not Efficiency(compute=0.35, memory=1.0).plausible()
+    assert set(PLAUSIBLE) <= {f.name for f in dataclasses.fields(Efficiency)}
+
+
+def test_pcie_collectives_are_host_staged_and_nvlink_ones_are_not() -> None:
+    """Over PCIe (no NVLink) the all-reduce crosses the link twice and pays PCIe's latency: a PCIe link
+    priced at NVLink's bandwidth still costs more than the NVLink one of the same speed would."""
+    assert GpuSpec.from_profile(default_catalog().get("RTXPRO6000")).pcie and not H100.pcie
+    nvlink = _model(dataclasses.replace(H100, interconnect_gbps=128), tp=2)
+    pcie = _model(dataclasses.replace(H100, interconnect_gbps=64), tp=2)
+    b = BatchShape.prefill(2048)
+    eff = Efficiency()
+    act = 2048 * LLAMA8.hidden * 2.0
+    per_collective_nv = eff.nvlink_latency_us / 1000 + act / (128e6 * eff.interconnect)
+    per_collective_pcie = eff.pcie_latency_us / 1000 + act / (64e6 * eff.interconnect / 2)
+    assert nvlink.breakdown(b).comm_ms == pytest.approx(2 * LLAMA8.layers * per_collective_nv, rel=1e-9)
+    assert pcie.breakdown(b).comm_ms == pytest.approx(2 * LLAMA8.layers * per_collective_pcie, rel=1e-9)
+
+
+def test_moe_grouped_gemm_pads_each_expert_to_the_kernel_block() -> None:
+    """A few tokens per expert: every touched expert still runs a whole row block, so the grouped GEMM
+    does more work than 2 * active params * tokens; many tokens per expert: the padding vanishes."""
+    moe = _model(model="Qwen3-30B-A3B-Instruct-2507")
+    a = moe.arch
+    per_token = 2.0 * a.active_experts * a.layers * a.expert_params / (H100.fp16_tflops * 1e9 * Efficiency().compute)
+    big = moe.breakdown(BatchShape.prefill(8192)).moe_ms
+    assert big == pytest.approx(8192 * per_token, rel=0.05)  # 512 rows per expert: under 6 % padding
+    # 200 tokens: 1600 (token, expert) rows over ~128 experts, padded to 64 each: ~5x the useful work.
+    flops_bound = StepModel(a, dataclasses.replace(H100, mem_bandwidth_gbps=1e9), 1, "bf16")
+    assert flops_bound.breakdown(BatchShape.decode(200, 100)).moe_ms > 4 * 200 * per_token
+    # The dense part (attention projections, router, LM head) no longer carries the experts.
+    dense = a.layers * (a.attn_params_per_layer + a.dense_mlp_params_per_layer) + a.embedding_params
+    bw = H100.mem_bandwidth_gbps * 1e6 * Efficiency().memory
+    assert moe.breakdown(BatchShape.decode(1, 100)).linear_ms == pytest.approx(dense * 2 / bw, rel=1e-9)
+
+
+def test_activation_traffic_and_per_sequence_overhead_grow_with_the_batch() -> None:
+    m = _model()
+    eff = Efficiency()
+    one, many = m.breakdown(BatchShape.decode(1, 100)), m.breakdown(BatchShape.decode(64, 100))
+    assert many.activation_ms == pytest.approx(64 * one.activation_ms, rel=1e-9)
+    assert m.activation_bytes_per_token == pytest.approx(
+        LLAMA8.layers * 2 * (2 * (4096 + 1024) + 2 * 1024 + 8 * 4096 + 3 * 14336)
+    )
+    per_seq = LLAMA8.layers * eff.seq_layer_overhead_us / 1000
+    assert many.overhead_ms - one.overhead_ms == pytest.approx(63 * per_seq)
+    # GPU-side, it is paid in every layer: a model twice as deep pays twice as much per sequence.
+    deep = _model(model="Qwen3-32B")
+    d1, d64 = deep.breakdown(BatchShape.decode(1, 100)), deep.breakdown(BatchShape.decode(64, 100))
+    assert d64.overhead_ms - d1.overhead_ms == pytest.approx(63 * per_seq * deep.arch.layers / LLAMA8.layers)
+    # A prefill chunk counts as one scheduled sequence.
+    assert m.breakdown(BatchShape.prefill(512)).overhead_ms == pytest.approx(one.overhead_ms)
 
 
 def test_derived_wva_parameters_reproduce_the_step_model() -> None:

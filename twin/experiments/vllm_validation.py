@@ -2,8 +2,8 @@
 
 ``error_table(runs_root)`` replays every run with the default efficiency constants and lays the
 twin's relative errors beside LLMServingSim's (``llmservingsim-summary.txt`` in each run folder).
-``calibrate(runs_root)`` is how those defaults were found: a grid search over the efficiency
-constants minimising the errors on the calibration runs only.
+``calibrate(runs_root)`` is how those defaults were found: an exhaustive search over a grid of the efficiency
+constants (each within its plausible range) minimising the errors on the calibration runs only.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from twin.policy.serving.step_model import Efficiency
+from twin.errors import TwinInputError
+from twin.policy.serving.step_model import PLAUSIBLE, Efficiency
 from twin.sim.serving_replay import replay, setup_for_run
 from twin.spec.vllm_run import load_vllm_run
 
@@ -106,16 +107,26 @@ def calibration_loss(rows: Iterable[RunErrors]) -> float:
 
 
 GRID: dict[str, tuple[float, ...]] = {
-    "compute": (0.3, 0.35, 0.4, 0.45),
-    "attention": (0.6, 0.8, 1.0),
-    "memory": (0.8, 0.9, 1.0),
-    "step_overhead_ms": (0.0, 0.5, 1.0, 2.0),
+    "compute": (0.4, 0.5, 0.6, 0.7, 0.8),
+    "attention": (0.4, 0.7),
+    "memory": (0.6, 0.7, 0.8, 0.9),
+    "kv_memory": (0.45, 0.6, 0.75, 0.9),
+    "step_overhead_ms": (0.0, 1.0, 2.0, 3.0),
+    "seq_layer_overhead_us": (0.0, 0.4, 0.8, 1.2, 1.6),
 }
 
 
 def calibrate(runs_root: Path, grid: dict[str, tuple[float, ...]] | None = None) -> tuple[Efficiency, float]:
-    """Grid search over the efficiency constants on the calibration runs only; (best, its loss)."""
+    """Exhaustive search over the grid of efficiency constants on the calibration runs only; (best, its
+    loss). Every grid value must lie in the constant's plausible range (PLAUSIBLE), so the fit cannot
+    absorb a missing term by leaving it."""
     grid = grid or GRID
+    for name, values in grid.items():
+        lo, hi = PLAUSIBLE.get(name, (-math.inf, math.inf))
+        if not values or any(not lo <= v <= hi for v in values):
+            raise TwinInputError(
+                f"grid values must lie in [{lo}, {hi}]", obj="calibration grid", field=name, value=values
+            )
     names = sorted(grid)
     best: tuple[float, Efficiency] | None = None
     for values in itertools.product(*(grid[n] for n in names)):

@@ -66,6 +66,9 @@ class EngineConfig:
     # Automatic prefix caching: a request whose shared prefix is cached skips computing it, and a
     # preempted request's blocks stay cached, so resuming it recomputes only its last token.
     prefix_caching: bool = False
+    # Data-parallel ranks of an MoE model with expert parallelism step together: vLLM pads every rank
+    # to the largest rank's tokens and the MoE layers exchange tokens, so a step lasts the slowest's.
+    dp_lockstep: bool = False
 
 
 @dataclass(frozen=True)
@@ -153,6 +156,8 @@ class Replica:
         self.usable_blocks = self.cfg.num_gpu_blocks
         self._wake: simpy.Event | None = None
         self.location: str | None = None
+        self.step_ms_now = 0.0  # the step it runs now (0 idle): DP lockstep peers wait for it
+        self.assumed_ms = 0.0  # the per-step time its current decode epoch was planned with
         # Prefix cache: prefix id -> blocks, least recently used first; lookups and hits for the hit rate.
         self.prefix_cache: OrderedDict[int, int] = OrderedDict()
         self.prefix_lookups = 0
@@ -210,6 +215,7 @@ class Replica:
                     self.state = "gone"
                     self.sim.replica_gone(self)
                     return
+                self._set_step(0.0)
                 self._wake = self.env.event()
                 yield self._wake
                 self._wake = None
@@ -306,7 +312,7 @@ class Replica:
         else:
             n = len(decodes)
             ms = step.step_ms(BatchShape(tokens - n, pairs, cached, done, n, decode_ctx))
-        yield self.env.timeout(ms / 1000.0)
+        yield self.env.timeout(self._lockstep(ms) / 1000.0)
         now = self.env.now
         for s in decodes:
             s.generated += 1
@@ -335,13 +341,14 @@ class Replica:
             # Linear in the context within a regime: the first step and the growth per step.
             a = step.step_ms(BatchShape(decode_seqs=n, decode_ctx=c0 + n))
             g = max(step.step_ms(BatchShape(decode_seqs=n, decode_ctx=c0 + 2 * n)) - a, 0.0)
+        a = self.assumed_ms = self._lockstep(a)
 
         def elapsed_ms(k: int) -> float:
             return k * a + g * k * (k - 1) / 2.0
 
         start = self.env.now
         can_admit = len(run) < self.cfg.max_num_seqs and self.state != "draining"
-        if can_admit and not self.waiting:
+        if (can_admit and not self.waiting) or self.cfg.dp_lockstep:  # lockstep: peers may re-plan it
             self._wake = self.env.event()
             yield self.env.timeout(elapsed_ms(m) / 1000.0) | self._wake
             woke = self._wake.triggered
@@ -357,9 +364,36 @@ class Replica:
             rest = elapsed_ms(steps) / 1000.0 - (self.env.now - start)
             if rest > 0:
                 yield self.env.timeout(rest)
+        self.assumed_ms = 0.0
         for s in run:
             s.generated += steps
         self._finish_done(self.env.now)
+
+    # ---------------------------------------------------------------- DP lockstep
+
+    def _peers(self) -> list[Replica]:
+        return [r for r in self.sim.replicas[self.variant.name] if r is not self and r.state == "ready"]
+
+    def _set_step(self, own_ms: float) -> None:
+        """Record the step this rank runs now; with lockstep, a peer whose decode epoch was planned with a
+        per-step time more than 5 % off the group's new slowest re-plans after its step in progress."""
+        self.step_ms_now = own_ms
+        if not self.cfg.dp_lockstep:
+            return
+        for p in self._peers():
+            w = p._wake
+            if w is None or w.triggered or p.assumed_ms <= 0:
+                continue
+            target = max([p.step_ms_now, *(q.step_ms_now for q in p._peers())])
+            if abs(p.assumed_ms - target) > 0.05 * p.assumed_ms:
+                w.succeed()
+
+    def _lockstep(self, own_ms: float) -> float:
+        """The step's duration: its own, or with lockstep the slowest busy rank's (an idle rank waits for none)."""
+        self._set_step(own_ms)
+        if not self.cfg.dp_lockstep:
+            return own_ms
+        return max([own_ms, *(p.step_ms_now for p in self._peers())])
 
     def _decode_steps_that_fit(self, m: int) -> int:
         """How many decode steps (at most ``m``, at least 1) run before the batch outgrows the KV cache."""

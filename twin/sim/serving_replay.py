@@ -74,6 +74,7 @@ class EngineSetup:
             step=step,
             kv_on_demand=True,
             prefix_caching=self.prefix_caching,
+            dp_lockstep=self.expert_parallel and self.arch.is_moe and self.replicas > 1,
         )
 
     def serving_config(self) -> ServingConfig:
