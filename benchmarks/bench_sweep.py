@@ -40,11 +40,11 @@ def trivial_run(scenario: str, seed: int, overrides: Sequence[str]) -> dict[str,
 
 
 def timed_sweep(executor: str, workers: int, runs: int, duration: str, runner: str) -> float:
-    specs = plan_runs(SCENARIO, {"duration": [duration]}, list(range(runs)))
+    specs = plan_runs(SCENARIO, {"duration": [duration]}, list(range(runs)), runner=runner)
     with tempfile.TemporaryDirectory(prefix="bench-sweep-") as out:
         start = time.perf_counter()
         with make_executor(executor, workers) as pool:
-            result = run_sweep(specs, out, executor=pool, runner=runner)
+            result = run_sweep(specs, out, executor=pool)
         wall = time.perf_counter() - start
     if result.failed or result.computed != runs:
         raise SystemExit(f"sweep did not complete: {result.failed[:1]}")

@@ -56,16 +56,16 @@ def test_sweep_runs_every_combination_and_resumes_without_recomputing(
 ) -> None:
     calls = tmp_path / "calls.txt"
     monkeypatch.setenv("SWEEP_CALLS", str(calls))
-    runs = plan_runs(str(scenario), parse_grid(["pools.gpu.count=4,8"]), [0, 1, 2])
+    runs = plan_runs(str(scenario), parse_grid(["pools.gpu.count=4,8"]), [0, 1, 2], runner=RUNNER)
     assert len(runs) == 6 and len({r.run_id for r in runs}) == 6
     out = tmp_path / "out"
     with make_executor("serial", 1) as pool:
-        first = run_sweep(runs[:4], out, executor=pool, runner=RUNNER)  # "crash" after 4 runs
+        first = run_sweep(runs[:4], out, executor=pool)  # "crash" after 4 runs
         assert first.computed == 4
         # A torn last line, as a killed process could leave behind.
         with (out / "runs.jsonl").open("a") as fh:
             fh.write('{"run_id": "abc", "metr')
-        second = run_sweep(runs, out, executor=pool, runner=RUNNER)
+        second = run_sweep(runs, out, executor=pool)
     assert (second.reused, second.computed) == (4, 2)
     assert len(calls.read_text().splitlines()) == 6  # nothing computed twice
     assert len(read_finished(out / "runs.jsonl")) == 6
@@ -84,17 +84,17 @@ def test_sweep_runs_every_combination_and_resumes_without_recomputing(
 
 
 def test_changed_scenario_invalidates_old_results(scenario: Path) -> None:
-    before = plan_runs(str(scenario), {}, [0])[0].run_id
+    before = plan_runs(str(scenario), {}, [0], runner=RUNNER)[0].run_id
     scenario.write_text("name: changed\n")
-    assert plan_runs(str(scenario), {}, [0])[0].run_id != before
+    assert plan_runs(str(scenario), {}, [0], runner=RUNNER)[0].run_id != before
 
 
 def test_local_process_executor_gives_the_same_rows_as_serial(scenario: Path, tmp_path: Path) -> None:
-    runs = plan_runs(str(scenario), parse_grid(["pools.gpu.count=2,6"]), [0, 1])
+    runs = plan_runs(str(scenario), parse_grid(["pools.gpu.count=2,6"]), [0, 1], runner=RUNNER)
     with make_executor("serial", 1) as pool:
-        serial = run_sweep(runs, tmp_path / "a", executor=pool, runner=RUNNER)
+        serial = run_sweep(runs, tmp_path / "a", executor=pool)
     with make_executor("local", 2) as pool:
-        parallel = run_sweep(runs, tmp_path / "b", executor=pool, runner=RUNNER)
+        parallel = run_sweep(runs, tmp_path / "b", executor=pool)
     assert [r["metrics"] for r in serial.rows] == [r["metrics"] for r in parallel.rows]
 
 
@@ -169,6 +169,7 @@ def test_directions_and_verdicts() -> None:
     assert rows["slo_attainment"].verdict is Verdict.REGRESSED
     assert rows["workers"].verdict is Verdict.REGRESSED  # unknown direction: any change
     assert rows["gone"].verdict is Verdict.MISSING and rows["new_metric"].verdict is Verdict.NEW
+    assert all(r.p_value is None for r in rows.values())  # single values: no significance test
     improved = compare_metrics("s", {"cost": 100.0}, {"cost": 50.0})[0]
     assert improved.verdict is Verdict.IMPROVED and not improved.failed
     assert parse_tolerances(["0.1", "cost=0.5"]) == (0.1, {"cost": 0.5})
@@ -180,21 +181,34 @@ def test_check_update_then_pass_then_fail_on_a_worse_policy(scenario: Path, tmp_
     baseline = tmp_path / "baseline.json"
     assert run_check([str(scenario)], str(baseline), update=True, runner=RUNNER).updated
     doc = json.loads(baseline.read_text())
-    assert doc["version"] == 1 and "s.yaml" in doc["scenarios"]
+    entry = doc["scenarios"]["s.yaml"]
+    assert doc["version"] == 2 and entry["seeds"] == [0, 1, 2, 3, 4]
+    assert len(entry["metrics"]["slo_attainment"]) == 5
     assert not run_check([str(scenario)], str(baseline), runner=RUNNER).failed
-    # Same scenario, now with a placement change that makes things worse.
-    doc["scenarios"]["s.yaml"]["overrides"] = ["placement=bad"]
-    bad_baseline = tmp_path / "bad.json"
-    doc["scenarios"]["s.yaml"]["overrides"] = []
-    bad_baseline.write_text(json.dumps(doc))
-    outcome = run_check([str(scenario)], str(bad_baseline), runner="sweep_fake_runner:fake_run")
-    assert not outcome.failed
     # Rewrite the recorded metrics as if the old policy had been better.
-    doc["scenarios"]["s.yaml"]["metrics"]["pending_p99_s"] = 10.0
+    entry["metrics"]["pending_p99_s"] = [10.0, 11.0, 10.5, 9.5, 10.0]
+    bad_baseline = tmp_path / "bad.json"
     bad_baseline.write_text(json.dumps(doc))
     outcome = run_check([str(scenario)], str(bad_baseline), runner=RUNNER)
     assert outcome.failed
+    row = next(r for r in outcome.rows if r.metric == "pending_p99_s")
+    assert row.verdict is Verdict.REGRESSED and row.p_value is not None and row.p_value < 0.05
+    assert row.baseline_ci is not None and row.baseline_ci.n == 5
     assert "pending_p99_s" in outcome.table_text and "REGRESSED" in outcome.table_text
+
+
+def test_version_1_baselines_are_read_as_one_seed_with_a_note(scenario: Path, tmp_path: Path) -> None:
+    baseline = tmp_path / "v1.json"
+    metrics = {"cost": 80.0, "slo_attainment": 0.4, "pending_p99_s": 60.0}
+    doc = {"version": 1, "scenarios": {"s.yaml": {"seed": 0, "overrides": [], "metrics": metrics}}}
+    baseline.write_text(json.dumps(doc))
+    outcome = run_check([str(scenario)], str(baseline), runner=RUNNER)
+    assert not outcome.failed
+    assert all(r.p_value is None for r in outcome.rows)  # single runs: no test, the old exact rule
+    assert outcome.notes and "--update --seeds" in outcome.notes[0]
+    baseline.write_text(json.dumps({"version": 7, "scenarios": {}}))
+    with pytest.raises(TwinInputError, match=r"version 1 or 2.*twin check --update"):
+        run_check([str(scenario)], str(baseline), runner=RUNNER)
 
 
 def test_check_cli_exit_codes(scenario: Path, tmp_path: Path) -> None:
@@ -202,11 +216,12 @@ def test_check_cli_exit_codes(scenario: Path, tmp_path: Path) -> None:
 
     baseline = tmp_path / "b.json"
     runner = CliRunner()
-    args = [str(scenario), "--baseline", str(baseline), "--runner", RUNNER]
-    assert runner.invoke(check, [*args, "--update"]).exit_code == 0
+    args = [str(scenario), "--baseline", str(baseline), "--runner", RUNNER, "--executor", "serial"]
+    assert runner.invoke(check, [*args, "--update", "--seeds", "4"]).exit_code == 0
     assert runner.invoke(check, args).exit_code == 0
     doc = json.loads(baseline.read_text())
-    doc["scenarios"]["s.yaml"]["metrics"]["slo_attainment"] = 0.999
+    assert doc["scenarios"]["s.yaml"]["seeds"] == [0, 1, 2, 3]
+    doc["scenarios"]["s.yaml"]["metrics"]["slo_attainment"] = [0.999, 0.998, 0.999, 0.997]
     baseline.write_text(json.dumps(doc))
     result = runner.invoke(check, args)
     assert result.exit_code == 1
@@ -236,6 +251,7 @@ def test_sweep_and_plan_cli(scenario: Path, tmp_path: Path) -> None:
     )
     assert res.exit_code == 0, res.output
     assert (out / "results.csv").exists() and len(read_finished(out / "runs.jsonl")) == 4
+    assert "sweep: 4/4 runs, 0:00:" in res.output  # off a terminal: plain progress lines, not silence
     out2 = tmp_path / "pl"
     res = runner.invoke(
         plan,
@@ -259,6 +275,7 @@ def test_sweep_and_plan_cli(scenario: Path, tmp_path: Path) -> None:
         ],
     )
     assert res.exit_code == 0, res.output
-    answer = json.loads(res.output.strip().splitlines()[-1])
+    assert "plan: " in res.output and "configurations evaluated" in res.output
+    answer = json.loads(res.stdout.strip().splitlines()[-1])
     assert answer["best"]["params"] == {"pools.gpu.count": 13}
     assert (out2 / "plan.png").stat().st_size > 1000

@@ -41,3 +41,9 @@ register_strategy(BAD_STRATEGY, NoSharingStrategy)
 def run_with_bad_placement(scenario: str, seed: int, overrides: Sequence[str]) -> dict[str, float]:
     """The baseline's run, with the bad strategy as the scenario-wide placement."""
     return run_summary(scenario, seed, [*overrides, f"placement.strategy={BAD_STRATEGY}"])
+
+
+def run_with_other_trajectories(scenario: str, seed: int, overrides: Sequence[str]) -> dict[str, float]:
+    """A neutral change: the same model and distributions, but every run follows another trajectory
+    (as when a refactor changes a tie-break or the order of random draws)."""
+    return run_summary(scenario, seed + 1000, overrides)

@@ -7,25 +7,29 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from twin.atomic import atomic_write_text
 from twin.cli.params import SeedList
+from twin.cli.run_progress import RunProgress
 from twin.errors import TwinInputError
-from twin.experiments.check import Comparison, Verdict, run_check
+from twin.experiments.check import DEFAULT_ALPHA, DEFAULT_SEEDS, Comparison, Verdict, fmt_estimate, fmt_p, run_check
 from twin.experiments.metric_names import check_metric_names, default_objective, probe_metric_names
-from twin.experiments.plan import PlanResult, parse_constraint, parse_vary, search
+from twin.experiments.plan import Constraint, Dimension, PlanResult, parse_constraint, parse_vary, search
 from twin.experiments.sweep import (
     DEFAULT_RUNNER,
     RunFn,
+    RunPool,
+    SweepInterrupted,
     aggregate,
     make_executor,
     parse_grid,
     plan_runs,
+    read_finished,
     resolve_runner,
     run_sweep,
     write_table,
@@ -41,17 +45,6 @@ _runner_option = click.option(
     metavar="MODULE:FUNCTION",
     help="advanced: the Python function that runs one scenario and returns its metrics (imports and calls it)",
 )
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=_console,
-        disable=not _console.is_terminal,
-    )
 
 
 def _default_workers() -> int:
@@ -85,10 +78,15 @@ def sweep(
 ) -> None:
     """Run every combination of --grid values x seeds; resumable; writes results.csv (and .parquet)."""
     grid = parse_grid(grid_items)
-    runs = plan_runs(scenario, grid, seeds)
-    with make_executor(executor, workers or _default_workers()) as pool, _progress() as progress:
-        task = progress.add_task("sweep", total=len(runs))
-        result = run_sweep(runs, out_dir, executor=pool, runner=runner, on_done=lambda s, ok: progress.advance(task))
+    runs = plan_runs(scenario, grid, seeds, runner=runner)
+    try:
+        with (
+            make_executor(executor, workers or _default_workers()) as pool,
+            RunProgress(_console, "sweep", len(runs)) as progress,
+        ):
+            result = run_sweep(runs, out_dir, executor=pool, on_done=lambda s, ok: progress.advance())
+    except SweepInterrupted as stop:
+        _interrupted(stop, "sweep")
     table = aggregate(result.rows, float(confidence))
     written = write_table(table, out_dir)
     _print_table(table, grid)
@@ -96,6 +94,8 @@ def sweep(
         f"{result.computed} runs computed, {result.reused} reused, {len(result.failed)} failed; "
         + ", ".join(str(p) for p in written)
     )
+    if result.reuse_note():
+        _console.print(result.reuse_note())
     for run_id, error in result.failed:
         _console.print(f"[red]run {run_id} failed:[/] {error}")
     if result.failed:
@@ -194,24 +194,15 @@ def plan(
     check_metric_names(
         {"--objective": objective, **{f"--constraint {c}": c.metric for c in parsed}}, names, scenario=scenario
     )
-    with make_executor(executor, workers or _default_workers()) as pool, _progress() as progress:
-        task = progress.add_task("plan: evaluating", total=None)
-
-        def evaluate(params: Mapping[str, int]) -> dict[str, list[float]]:
-            runs = plan_runs(scenario, {k: [str(v)] for k, v in params.items()}, seeds)
-            result = run_sweep(runs, out_dir, executor=pool, runner=runner)
-            if result.failed:
-                raise click.ClickException(f"a run failed at {dict(params)}: {result.failed[0][1]}")
-            progress.advance(task)
-            samples: dict[str, list[float]] = {}
-            for row in result.rows:
-                for k, v in row["metrics"].items():
-                    samples.setdefault(k, []).append(float(v))
-            return samples
-
-        result = search(
-            dims, evaluate, objective=objective, constraints=parsed, minimise=not maximise, confidence=float(confidence)
-        )
+    try:
+        with (
+            make_executor(executor, workers or _default_workers()) as pool,
+            RunProgress(_console, "plan", None, unit="configurations evaluated") as progress,
+        ):
+            args = (scenario, dims, parsed, objective, maximise, seeds, confidence, out_dir, runner)
+            result = _plan_search(pool, progress, *args)
+    except SweepInterrupted as stop:
+        _interrupted(stop, "plan")
     answer = _plan_answer(result)
     atomic_write_text(Path(out_dir) / "plan.json", json.dumps(answer, indent=2, sort_keys=True) + "\n")
     if result.evaluations:
@@ -224,6 +215,55 @@ def plan(
         _print_plan(result)
     if result.best is None:
         sys.exit(1)
+
+
+def _plan_search(
+    pool: RunPool,
+    progress: RunProgress,
+    scenario: str,
+    dims: Sequence[Dimension],
+    constraints: Sequence[Constraint],
+    objective: str,
+    maximise: bool,
+    seeds: list[int],
+    confidence: str,
+    out_dir: str,
+    runner: str,
+) -> PlanResult:
+    def evaluate(params: Mapping[str, int]) -> dict[str, list[float]]:
+        runs = plan_runs(scenario, {k: [str(v)] for k, v in params.items()}, seeds, runner=runner)
+        result = run_sweep(runs, out_dir, executor=pool)
+        if result.failed:
+            raise click.ClickException(f"a run failed at {dict(params)}: {result.failed[0][1]}")
+        progress.advance()
+        samples: dict[str, list[float]] = {}
+        for row in result.rows:
+            for k, v in row["metrics"].items():
+                samples.setdefault(k, []).append(float(v))
+        return samples
+
+    return search(
+        dims,
+        evaluate,
+        objective=objective,
+        constraints=constraints,
+        minimise=not maximise,
+        confidence=float(confidence),
+    )
+
+
+def _interrupted(stop: SweepInterrupted, command: str) -> NoReturn:
+    """Ctrl-C: say what was saved and how to resume; exit 130 like any interrupted command."""
+    if command == "plan":  # a plan is many small sweeps into one file: count the file
+        what = f"{len(read_finished(stop.results_path))} finished runs are saved in {stop.results_path}"
+    else:
+        saved = stop.result.reused + stop.result.computed
+        what = f"{saved} of {stop.total} runs are saved in {stop.results_path}"
+    _console.print(
+        f"[yellow]interrupted:[/] {what}. Run the same command again to resume: "
+        "finished runs are reused, not recomputed."
+    )
+    sys.exit(130)
 
 
 def _plan_answer(result: PlanResult) -> dict[str, object]:
@@ -282,31 +322,57 @@ def _print_plan(result: PlanResult) -> None:
 @click.option("--baseline", required=True, type=click.Path(dir_okay=False), help="baseline JSON file")
 @click.option("--tolerance", multiple=True, metavar="REL | METRIC=REL", help="relative tolerance (default 0.02)")
 @click.option("--update", is_flag=True, help="rewrite the baseline with the current metrics")
-@click.option("--seed", type=int, default=None, help="override the baseline's seed")
+@click.option(
+    "--seeds",
+    type=click.IntRange(2, 1000),
+    default=None,
+    help=f"seeds per scenario (default: the baseline's; {DEFAULT_SEEDS} when writing a new one)",
+)
+@click.option("--seed", type=int, default=None, help="first seed (default: the baseline's)")
+@click.option("--alpha", type=float, default=DEFAULT_ALPHA, show_default=True, help="significance level (FDR)")
+@click.option("--executor", default="local", show_default=True, help="local | serial | dask://HOST:PORT")
+@click.option("--workers", default=None, type=click.IntRange(1, 256), help="local processes (default: cores)")
 @_runner_option
 def check(
-    scenarios: tuple[str, ...], baseline: str, tolerance: tuple[str, ...], update: bool, seed: int | None, runner: str
+    scenarios: tuple[str, ...],
+    baseline: str,
+    tolerance: tuple[str, ...],
+    update: bool,
+    seeds: int | None,
+    seed: int | None,
+    alpha: float,
+    executor: str,
+    workers: int | None,
+    runner: str,
 ) -> None:
-    """Run scenarios and compare metrics with a baseline; exit 1 on regression."""
-    with _progress() as progress:
-        task = progress.add_task("check", total=len(scenarios))
+    """Run scenarios over several seeds and compare metric distributions with a baseline; exit 1 on regression."""
+    with (
+        make_executor(executor, workers or _default_workers()) as pool,
+        RunProgress(_console, "check", None) as progress,
+    ):
         outcome = run_check(
             list(scenarios),
             baseline,
             tolerance=tolerance,
             update=update,
             seed=seed,
+            seeds=seeds,
+            alpha=alpha,
             runner=runner,
-            on_scenario=lambda key: progress.update(task, description=key, advance=0),
+            pool=pool,
+            on_run=progress.advance,
         )
-        progress.update(task, completed=len(scenarios))
     if outcome.updated:
         _console.print(f"baseline written: {baseline} ({len(scenarios)} scenarios)")
         return
+    for note in outcome.notes:
+        _console.print(f"[yellow]note:[/] {note}")
     changed = [r for r in outcome.rows if r.verdict is not Verdict.SAME]
     console = Console()
     if not console.is_terminal:  # CI logs: a plain table that is never truncated
-        click.echo(f"twin check against {baseline}: {len(changed)} of {len(outcome.rows)} metrics changed")
+        click.echo(
+            f"twin check against {baseline}: {len(changed)} of {len(outcome.rows)} metrics changed significantly"
+        )
         click.echo(outcome.table_text)
     else:
         _print_check_table(outcome.rows, changed, baseline)
@@ -317,17 +383,18 @@ def check(
 
 
 def _print_check_table(rows: Sequence[Comparison], changed: Sequence[Comparison], baseline: str) -> None:
-    table = Table(title=f"twin check against {baseline}: {len(changed)} of {len(rows)} metrics changed")
-    for col in ("scenario", "metric", "baseline", "current", "change", "tolerance", "verdict"):
-        table.add_column(col, justify="right" if col in ("baseline", "current", "change") else "left")
+    table = Table(title=f"twin check against {baseline}: {len(changed)} of {len(rows)} metrics changed significantly")
+    for col in ("scenario", "metric", "baseline", "current", "change", "p", "tolerance", "verdict"):
+        table.add_column(col, justify="right" if col in ("baseline", "current", "change", "p") else "left")
     style = {Verdict.REGRESSED: "bold red", Verdict.MISSING: "bold red", Verdict.IMPROVED: "green", Verdict.NEW: "cyan"}
     for r in changed:
         table.add_row(
             r.scenario,
             r.metric,
-            "-" if r.baseline is None else f"{r.baseline:.6g}",
-            "-" if r.current is None else f"{r.current:.6g}",
+            fmt_estimate(r.baseline_ci),
+            fmt_estimate(r.current_ci),
             "-" if r.change is None else f"{r.change:+.4g}",
+            fmt_p(r.p_value),
             f"{r.tolerance:.1%}",
             f"[{style.get(r.verdict, '')}]{r.verdict}[/] ({r.direction})" if r.failed else f"{r.verdict}",
         )

@@ -357,3 +357,13 @@ def replay_cmd(
         click.echo(report_json(results), nl=False)
     else:
         Console().print(_replay_table(results))
+
+
+def _register_paper() -> None:
+    # Its own module (it is a sweep, not a single fill-up); imported here so `twin trace` lists it.
+    from twin.cli.paper_cmd import paper
+
+    trace.add_command(paper)
+
+
+_register_paper()

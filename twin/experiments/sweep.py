@@ -1,10 +1,11 @@
 """Parameter sweeps: every grid combination x seeds, in parallel, resumable.
 
 Design (see docs/sweeps.md):
-* A run is ``(scenario, overrides, seed)``; its id hashes the scenario's bytes, the sorted overrides
-  and the seed, so a changed scenario never reuses stale results.
-* Runs go through any ``concurrent.futures.Executor``: local processes by default, or a Dask
-  cluster's ``Client(address).get_executor()`` (optional extra ``[dask]``).
+* A run is ``(scenario, overrides, seed)``; its key hashes the content of the scenario and of every
+  file it references (``twin.experiments.run_inputs``), the twin's version, the runner, the
+  overrides and the seed, so changed inputs or code never reuse stale results.
+* Runs go through a ``twin.experiments.executors.RunPool``: local processes by default, or a Dask
+  cluster (optional extra ``[dask]``) to which runs ship their inputs by content hash.
 * Each finished run is appended as one JSON line to ``runs.jsonl`` and flushed, so a crashed sweep
   restarts without recomputing finished runs (a torn last line is ignored).
 * The table aggregates per combination: mean and a Student-t confidence interval across seeds.
@@ -19,8 +20,7 @@ import itertools
 import json
 import math
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,9 @@ from typing import Any
 from twin import limits
 from twin.atomic import atomic_write_bytes, atomic_write_text
 from twin.errors import TwinInputError
+from twin.experiments.executors import RunPool
+from twin.experiments.executors import make_executor as make_executor  # re-exported: callers import it here
+from twin.experiments.run_inputs import RunInputs, file_sha256, scenario_inputs
 from twin.experiments.stats import estimate
 
 RunFn = Callable[[str, int, Sequence[str]], Mapping[str, float]]
@@ -84,18 +87,29 @@ def combinations(grid: Mapping[str, Sequence[str]]) -> list[tuple[tuple[str, str
 
 @dataclass(frozen=True)
 class RunSpec:
+    """One run: a main file (scenario) with overrides and a seed, and every input it reads."""
+
     scenario: str
     params: tuple[tuple[str, str], ...]
     seed: int
-    scenario_digest: str
+    inputs: RunInputs
+    runner: str = DEFAULT_RUNNER
 
     @property
     def overrides(self) -> list[str]:
+        """What the runner gets on the planning machine (named inputs as ``key=path``)."""
+        named = [f"{f.key}={f.path}" for f in self.inputs.refs] if self.inputs.named else []
+        return [*self.shipped_overrides, *named]
+
+    @property
+    def shipped_overrides(self) -> list[str]:
+        """What a shipped run gets before its inputs are localised (the worker adds the paths)."""
         return [f"{k}={v}" for k, v in self.params]
 
     @property
     def run_id(self) -> str:
-        payload = json.dumps([self.scenario_digest, list(self.params), self.seed], separators=(",", ":"))
+        """The run key: every input's content, the twin's version, the runner, overrides and seed."""
+        payload = json.dumps([self.inputs.digest(), self.runner, list(self.params), self.seed], separators=(",", ":"))
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -104,20 +118,52 @@ class SweepResult:
     rows: list[dict[str, Any]] = field(default_factory=list)  # one per finished run
     reused: int = 0
     computed: int = 0
+    stale: int = 0  # results in the file that no planned run matches (inputs, version or grid changed)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (run_id, error)
+
+    def reuse_note(self) -> str:
+        """Why results were or were not reused, for the closing line of a resumed sweep."""
+        parts = []
+        if self.reused:
+            parts.append(f"{self.reused} reused from an earlier run with identical inputs, seed and twin version")
+        if self.stale:
+            parts.append(
+                f"{self.stale} earlier results not reused: their scenario, a file it references, "
+                "the twin's version or the grid differ"
+            )
+        return "; ".join(parts)
+
+
+class SweepInterrupted(Exception):
+    """Ctrl-C during a sweep: the finished runs are saved; rerunning the command resumes."""
+
+    def __init__(self, result: SweepResult, results_path: Path, total: int) -> None:
+        self.result = result
+        self.results_path = results_path
+        self.total = total
+        saved = result.reused + result.computed
+        super().__init__(f"interrupted: {saved} of {total} runs are saved in {results_path}")
 
 
 def file_digest(path: str | os.PathLike[str]) -> str:
-    try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    except OSError as err:
-        raise TwinInputError(f"cannot read scenario: {err.strerror}", file=str(path)) from None
+    return file_sha256(Path(path), what="scenario")
 
 
-def plan_runs(scenario: str, grid: Mapping[str, Sequence[str]], seeds: Sequence[int]) -> list[RunSpec]:
+def plan_runs(
+    scenario: str,
+    grid: Mapping[str, Sequence[str]],
+    seeds: Sequence[int],
+    *,
+    runner: str = DEFAULT_RUNNER,
+) -> list[RunSpec]:
+    """Every combination x seed; each run's inputs are resolved with its own overrides applied."""
+    # Counted before any run is planned (each plans its inputs): a 10^8-run grid fails at once.
     limits.check(limits.MAX_GRID_RUNS, math.prod(len(v) for v in grid.values()) * len(seeds), field="--grid x --seeds")
-    digest = file_digest(scenario)
-    return [RunSpec(scenario, combo, seed, digest) for combo in combinations(grid) for seed in seeds]
+    runs: list[RunSpec] = []
+    for combo in combinations(grid):
+        inputs = scenario_inputs(scenario, [f"{k}={v}" for k, v in combo])
+        runs.extend(RunSpec(scenario, combo, seed, inputs, runner) for seed in seeds)
+    return runs
 
 
 def resolve_runner(target: str) -> RunFn:
@@ -128,9 +174,9 @@ def resolve_runner(target: str) -> RunFn:
     return fn
 
 
-def _execute(runner: str, scenario: str, seed: int, overrides: list[str]) -> dict[str, float]:
+def execute(runner: str, scenario: str, seed: int, overrides: Sequence[str]) -> dict[str, float]:
     """Runs in the worker process: resolve the runner there (closures don't pickle)."""
-    metrics = resolve_runner(runner)(scenario, seed, overrides)
+    metrics = resolve_runner(runner)(scenario, seed, list(overrides))
     return {str(k): float(v) for k, v in metrics.items()}
 
 
@@ -139,7 +185,7 @@ def read_finished(path: Path) -> dict[str, dict[str, Any]]:
     done: dict[str, dict[str, Any]] = {}
     if not path.exists():
         return done
-    with path.open("r", encoding="utf-8") as fh:
+    with path.open("r", encoding="utf-8", errors="replace") as fh:
         for line in fh:
             try:
                 row = json.loads(line)
@@ -160,51 +206,18 @@ def _drop_torn_tail(path: Path) -> None:
             fh.truncate(data.rfind(b"\n") + 1)
 
 
-@contextmanager
-def make_executor(spec: str, workers: int) -> Iterator[cf.Executor]:
-    """``local`` (processes), ``serial`` (in-process, for debugging) or ``dask://HOST:PORT``."""
-    if spec == "local":
-        with cf.ProcessPoolExecutor(max_workers=workers) as pool:
-            yield pool
-    elif spec == "serial":
-        with _SerialExecutor() as pool:
-            yield pool
-    elif spec.startswith("dask://") or spec.startswith("tcp://"):
-        try:
-            from distributed import Client  # optional extra
-        except ImportError:
-            raise TwinInputError(
-                "the Dask executor needs the optional extra: pip install '.[dask]'", field="--executor", value=spec
-            ) from None
-        address = "tcp://" + spec.split("://", 1)[1]
-        client = Client(address)
-        try:
-            yield client.get_executor()
-        finally:
-            client.close()
-    else:
-        raise TwinInputError("executor must be local, serial or dask://HOST:PORT", field="--executor", value=spec)
-
-
-class _SerialExecutor(cf.Executor):
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future[Any]:
-        future: cf.Future[Any] = cf.Future()
-        try:
-            future.set_result(fn(*args, **kwargs))
-        except BaseException as err:
-            future.set_exception(err)
-        return future
-
-
 def run_sweep(
     runs: Sequence[RunSpec],
     out_dir: str | os.PathLike[str],
     *,
-    executor: cf.Executor,
-    runner: str = DEFAULT_RUNNER,
+    executor: RunPool,
     on_done: Callable[[RunSpec, bool], None] | None = None,
 ) -> SweepResult:
-    """Run what is not finished yet; append each result to ``runs.jsonl`` as it completes."""
+    """Run what is not finished yet; append each result to ``runs.jsonl`` as it completes.
+
+    Ctrl-C stops the pool at once and raises :class:`SweepInterrupted`; every run finished before it
+    is already in the file, so the same call later resumes.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / RUNS_FILE
@@ -212,6 +225,8 @@ def run_sweep(
     _drop_torn_tail(results_path)
     result = SweepResult()
     todo: list[RunSpec] = []
+    planned = {spec.run_id for spec in runs}
+    result.stale = sum(1 for run_id in finished if run_id not in planned)
     for spec in runs:
         if spec.run_id in finished:
             result.rows.append(finished[spec.run_id])
@@ -220,25 +235,29 @@ def run_sweep(
                 on_done(spec, True)
         else:
             todo.append(spec)
-    with results_path.open("a", encoding="utf-8") as sink:
-        futures = {executor.submit(_execute, runner, s.scenario, s.seed, s.overrides): s for s in todo}
-        for future in cf.as_completed(futures):
-            spec = futures[future]
-            try:
-                metrics = future.result()
-            except Exception as err:  # a failed run is recorded, the sweep goes on
-                result.failed.append((spec.run_id, f"{type(err).__name__}: {err}"))
+    try:
+        with results_path.open("a", encoding="utf-8") as sink:
+            futures = {executor.submit(s): s for s in todo}
+            for future in cf.as_completed(futures):
+                spec = futures[future]
+                try:
+                    metrics = future.result()
+                except Exception as err:  # a failed run is recorded, the sweep goes on
+                    result.failed.append((spec.run_id, f"{type(err).__name__}: {err}"))
+                    if on_done:
+                        on_done(spec, False)
+                    continue
+                row = {"run_id": spec.run_id, "params": dict(spec.params), "seed": spec.seed, "metrics": metrics}
+                sink.write(json.dumps(row, sort_keys=True) + "\n")
+                sink.flush()
+                os.fsync(sink.fileno())
+                result.rows.append(row)
+                result.computed += 1
                 if on_done:
-                    on_done(spec, False)
-                continue
-            row = {"run_id": spec.run_id, "params": dict(spec.params), "seed": spec.seed, "metrics": metrics}
-            sink.write(json.dumps(row, sort_keys=True) + "\n")
-            sink.flush()
-            os.fsync(sink.fileno())
-            result.rows.append(row)
-            result.computed += 1
-            if on_done:
-                on_done(spec, True)
+                    on_done(spec, True)
+    except KeyboardInterrupt:
+        executor.interrupt()
+        raise SweepInterrupted(result, results_path, len(runs)) from None
     order = {s.run_id: i for i, s in enumerate(runs)}
     result.rows.sort(key=lambda r: order.get(str(r["run_id"]), len(order)))
     return result
