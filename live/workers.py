@@ -35,6 +35,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from twin import yamlsafe
 from twin.errors import TwinInputError, TwinInputErrors
 from twin.policy.quota import QuotaStore
 from twin.resources import AllocRequest, QuotaSpec, Resource
@@ -46,7 +47,7 @@ DEFAULT_POOL_ANNOTATION = "tensor-fusion.ai/is-default-pool"
 
 
 class _WorkerModel(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: str = Field(min_length=1, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
     namespace: str = "default"
@@ -67,7 +68,7 @@ class _WorkerModel(BaseModel):
 
 
 class _FileModel(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     pool: str = "local"
     spec_files: list[str] = Field(default_factory=list)
@@ -194,12 +195,7 @@ def parse_workers(
 
 def load_workers(path: str | Path, model_capacity: Mapping[str, Resource] | None = None) -> WorkersFile:
     p = Path(path)
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise TwinInputError(f"cannot read workers file: {err.strerror}", file=str(p)) from None
-    except yaml.YAMLError as err:
-        raise TwinInputError(f"not valid YAML: {err}", file=str(p)) from None
+    data = yamlsafe.load_file(p, what="workers file")
     return parse_workers(data, file=str(p), base_dir=p.parent, model_capacity=model_capacity)
 
 

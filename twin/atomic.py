@@ -6,9 +6,13 @@ import os
 import tempfile
 from pathlib import Path
 
+from twin.errors import TwinInputError
+
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     target = Path(path)
+    if target.is_dir():
+        raise TwinInputError("the output path is a folder; give a file name", file=str(target))
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:

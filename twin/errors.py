@@ -2,6 +2,24 @@
 
 from __future__ import annotations
 
+import reprlib
+
+# Errors quote the offending value; an expanded YAML alias bomb or a 1 GB line must not be printed whole.
+REPR_MAX_CHARS = 200
+
+
+def short(value: object, limit: int = REPR_MAX_CHARS) -> str:
+    """``repr(value)`` cut to ``limit`` characters (containers cut before repr walks them)."""
+    r = reprlib.Repr()
+    r.maxstring = r.maxother = limit
+    r.maxlevel = 3
+    r.maxlist = r.maxtuple = r.maxdict = r.maxset = r.maxfrozenset = 8
+    try:
+        text = r.repr(value)
+    except RecursionError:
+        return f"<{type(value).__name__}, nested too deeply to print>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
 
 class TwinInputError(ValueError):
     """Bad input a person wrote (YAML, annotation, CSV row, CLI flag).
@@ -41,7 +59,7 @@ class TwinInputError(ValueError):
         head = ": ".join(where)
         text = self.message
         if self.value is not None:
-            text += f" (got {self.value!r})"
+            text += f" (got {short(self.value)})"
         if self.real_system_ignores:
             text += "; TensorFusion would silently ignore this value, the twin refuses it"
         return f"{head}: {text}" if head else text
@@ -65,3 +83,16 @@ class TwinInputErrors(TwinInputError):
     def __init__(self, errors: list[TwinInputError]) -> None:
         self.errors = errors
         super().__init__("\n".join(e.render() for e in errors))
+
+
+class TwinEnvironmentError(RuntimeError):
+    """The machine lacks something the command needs (a GPU, a driver, an optional extra): exit 3."""
+
+
+# The exit-code convention of every ``twin`` command (docs/exit-codes.md); twin.cli applies it centrally.
+EXIT_OK = 0
+EXIT_VERDICT = 1  # the command ran and its answer is "no": a check regression, an infeasible plan, invalid files
+EXIT_INPUT = 2  # bad input: a file, a flag or a value (and click's usage errors)
+EXIT_ENVIRONMENT = 3  # no GPU, no driver, a missing optional extra
+EXIT_INTERNAL = 4  # a bug in the twin: a one-line message, the traceback with --debug
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from twin import yamlsafe
 from twin.errors import TwinInputError, TwinInputErrors
 from twin.resources import GIB, Resource
 
@@ -203,7 +203,7 @@ class HardwareCatalog:
 
 
 class _TemplateModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     id: str = Field(min_length=1)
     name: str = Field(min_length=1)
@@ -223,7 +223,7 @@ class _TemplateModel(BaseModel):
 
 
 class _TemplateFamilyModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     family: str = Field(min_length=1)
     notes: str = Field(min_length=1)
@@ -242,7 +242,7 @@ class _TemplateFamilyModel(BaseModel):
 
 
 class _ProfileModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     key: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_]+$")
     nvml_name: str = Field(min_length=1)
@@ -270,12 +270,7 @@ class _ProfileModel(BaseModel):
 
 
 def _read_yaml(path: Path) -> Any:
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        raise TwinInputError(f"not valid YAML: {err}", file=str(path), line=line) from err
+    return yamlsafe.load_file(path, what="hardware profile")
 
 
 def _pydantic_errors(err: ValidationError, *, file: Path, obj: str | None) -> TwinInputError:

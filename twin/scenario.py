@@ -12,7 +12,6 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -24,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from twin import yamlsafe
 from twin.errors import TwinInputError, TwinInputErrors
 from twin.resources import GIB, IsolationMode, QoS, QuotaSpec, Resource
 
@@ -53,7 +53,7 @@ Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False, allow_inf_nan=False)
 
 
 # ---------------------------------------------------------------- pools
@@ -488,9 +488,9 @@ def _parse_override(text: str) -> tuple[list[str], Any]:
             "an override key must be a dotted path such as pools.h100.count", field="--set", value=text
         )
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as err:
-        raise TwinInputError(f"cannot read the value as YAML: {err}", field=key, value=raw) from err
+        value = yamlsafe.load(raw, "--set") if raw.strip() else ""
+    except TwinInputError as err:
+        raise TwinInputError(f"cannot read the value as YAML: {err.message}", field=key, value=raw) from err
     return path, value
 
 
@@ -554,8 +554,12 @@ def validate_scenario(data: Any, *, file: str | None = None) -> Scenario:
     """Validate raw scenario data; errors name the file, field path and value."""
     if not isinstance(data, dict):
         raise TwinInputError("a scenario must be a YAML mapping", file=file, value=type(data).__name__)
+    from twin.scenario_limits import check_scenario_limits  # it imports this module
+
     try:
-        return Scenario.model_validate(data)
+        scenario = Scenario.model_validate(data)
+        check_scenario_limits(scenario, file=file)
+        return scenario
     except ValidationError as err:
         errors = []
         seen: set[str] = set()
@@ -579,15 +583,7 @@ def validate_scenario(data: Any, *, file: str | None = None) -> Scenario:
 def load_scenario(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> LoadedScenario:
     """Read, override and validate a scenario file."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as err:
-        raise TwinInputError(f"cannot read the scenario: {err.strerror}", file=str(p)) from err
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        line = getattr(getattr(err, "problem_mark", None), "line", None)
-        raise TwinInputError(f"not valid YAML: {err}", file=str(p), line=None if line is None else line + 1) from err
+    data = yamlsafe.load_file(p, what="scenario")
     if not isinstance(data, dict):
         raise TwinInputError("a scenario must be a YAML mapping", file=str(p))
     for text_override in overrides:

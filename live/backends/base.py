@@ -18,13 +18,15 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
+from twin.errors import TwinEnvironmentError
+
 
 class Health(StrEnum):
     OK = "ok"
     LOST = "lost"  # NVML GpuIsLost: the device fell off the bus; stop trusting its numbers
 
 
-class NoGpuError(RuntimeError):
+class NoGpuError(TwinEnvironmentError):
     """No usable NVIDIA driver or device on this machine. ``reason`` is a short code for scripts."""
 
     def __init__(self, reason: str, message: str) -> None:

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from live.backends.base import DeviceInfo, DeviceSample, Health, MigInstance, NodeSample, ProcessSample
-from twin.errors import TwinInputError
+from twin import limits, yamlsafe
+from twin.errors import TwinInputError, short
 
 SCHEMA_VERSION = 1
 log = logging.getLogger(__name__)
@@ -108,10 +109,7 @@ def decode(line: str) -> Record:
 def read_records(path: str | Path) -> Iterator[tuple[int, Record]]:
     """(line number, record) for every complete line; the header must come first."""
     file = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as err:
-        raise TwinInputError(f"cannot read recording: {err.strerror}", file=file) from None
+    text = yamlsafe.read_text(path, what="recording", max_bytes=limits.FILE_MAX_BYTES)
     lines = text.split("\n")
     torn_tail = not text.endswith("\n")  # a killed writer leaves the last line without its newline
     last = len(lines) - 1
@@ -120,11 +118,11 @@ def read_records(path: str | Path) -> Iterator[tuple[int, Record]]:
             continue
         try:
             record = decode(line)
-        except (ValueError, TypeError, KeyError) as err:
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as err:
             if torn_tail and number == last + 1:
                 log.warning("%s:%d: skipped a torn last line (the recorder was stopped mid-write)", file, number)
                 return
-            raise TwinInputError(f"not a recording record: {err}", file=file, line=number) from None
+            raise TwinInputError(f"not a recording record: {short(str(err))}", file=file, line=number) from None
         if number == 1 and not isinstance(record, RecordingHeader):
             raise TwinInputError("the first line of a recording must be its header", file=file, line=1)
         if isinstance(record, RecordingHeader) and record.schema > SCHEMA_VERSION:

@@ -146,7 +146,7 @@ def test_paper_runs_and_check_runs_on_dask_equal_the_serial_ones(cluster: Cluste
         "sn,cpu_milli,memory_mib,gpu,model\n" + "".join(f"n{i},32000,65536,{2 + 2 * (i % 2)},T4\n" for i in range(6))
     )
     pods = [
-        f"p{i:03d},{1000 + 500 * (i % 3)},2048,{1 if i % 4 else 0},{(250, 500, 1000, 0)[i % 4]}\n" for i in range(30)
+        f"p{i:03d},{1000 + 500 * (i % 3)},2048,{1 if i % 4 else 0},{(0, 250, 500, 1000)[i % 4]}\n" for i in range(30)
     ]
     (data / "openb_pod_list_tiny.csv").write_text("name,cpu_milli,memory_mib,num_gpu,gpu_milli\n" + "".join(pods))
     runs = paper_runs(data, data / "openb_node_list_gpu_node.csv", ["tiny"], ["fgd", "random"], [42, 43])

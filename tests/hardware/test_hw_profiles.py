@@ -208,7 +208,7 @@ def test_duplicate_alias_rejected(tmp_path: Path) -> None:
 def test_invalid_yaml_and_missing_dir(tmp_path: Path) -> None:
     directory = _copy_profiles(tmp_path)
     (directory / "L4.yaml").write_text("key: [unclosed\n")
-    with pytest.raises(TwinInputError, match="not valid YAML"):
+    with pytest.raises(TwinInputError, match="invalid YAML"):
         load_catalog(directory)
     with pytest.raises(TwinInputError, match="not found"):
         load_catalog(tmp_path / "missing")

@@ -85,7 +85,7 @@ def test_bad_cost_json_and_hpa_bounds(tmp_path: Path) -> None:
 def test_unreadable_and_invalid_yaml(tmp_path: Path) -> None:
     with pytest.raises(TwinInputError, match="cannot read"):
         load_wva_documents([tmp_path / "missing.yaml"])
-    with pytest.raises(TwinInputError, match="not valid YAML"):
+    with pytest.raises(TwinInputError, match="invalid YAML"):
         load_wva_documents([write(tmp_path, "a: [1,\n")])
 
 

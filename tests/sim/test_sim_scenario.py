@@ -163,7 +163,7 @@ def test_unreadable_or_non_mapping_files(tmp_path: Path) -> None:
         load_scenario(bad)
     broken = tmp_path / "broken.yaml"
     broken.write_text("a: [1, 2\n")
-    with pytest.raises(TwinInputError, match="not valid YAML"):
+    with pytest.raises(TwinInputError, match="invalid YAML"):
         load_scenario(broken)
 
 

@@ -106,14 +106,14 @@ def test_spec_table_and_errors(tmp_path: Path) -> None:
     assert table.exit_code == 0 and "Pod/default/web" in table.stdout and "2Gi" in table.stdout
     bad = _write(tmp_path, "bad.yaml", POD.format(tflops="10"))  # no pool at all
     result = CliRunner().invoke(main, ["spec", bad])
-    assert result.exit_code == 1 and "gpu pool not found" in result.stderr
+    assert result.exit_code == 2 and "gpu pool not found" in result.stderr
 
 
 def test_model_capacity_option(tmp_path: Path) -> None:
     pod = POD.format(tflops="1") + '    tensor-fusion.ai/dedicated-gpu: "true"\n    tensor-fusion.ai/gpu-model: Z1\n'
     a = _write(tmp_path, "all.yaml", POOL + "---\n" + pod)
     missing = CliRunner().invoke(main, ["spec", a, "--json"])
-    assert missing.exit_code == 1 and "could not find capacity information" in missing.stderr
+    assert missing.exit_code == 2 and "could not find capacity information" in missing.stderr
     ok = CliRunner().invoke(main, ["spec", a, "--json", "--model-capacity", "Z1=100,16Gi"])
     assert ok.exit_code == 0, ok.output
     [row] = json.loads(ok.stdout)

@@ -14,11 +14,15 @@ from rich.console import Console
 from rich.table import Table
 
 from twin.atomic import atomic_write_text
+from twin.cli.params import SeedList
 from twin.cli.run_progress import RunProgress
+from twin.errors import TwinInputError
 from twin.experiments.check import DEFAULT_ALPHA, DEFAULT_SEEDS, Comparison, Verdict, fmt_estimate, fmt_p, run_check
+from twin.experiments.metric_names import check_metric_names, default_objective, probe_metric_names
 from twin.experiments.plan import Constraint, Dimension, PlanResult, parse_constraint, parse_vary, search
 from twin.experiments.sweep import (
     DEFAULT_RUNNER,
+    RunFn,
     RunPool,
     SweepInterrupted,
     aggregate,
@@ -26,13 +30,20 @@ from twin.experiments.sweep import (
     parse_grid,
     plan_runs,
     read_finished,
+    resolve_runner,
     run_sweep,
     write_table,
 )
 
 _console = Console(stderr=True)
+# Documented in docs/sweeps.md: it imports and calls the named function, like `python -m` would; for
+# tests and custom measurements. Never pass a value you did not write.
 _runner_option = click.option(
-    "--runner", default=DEFAULT_RUNNER, show_default=True, hidden=True, help="module:function that runs one scenario"
+    "--runner",
+    default=DEFAULT_RUNNER,
+    show_default=True,
+    metavar="MODULE:FUNCTION",
+    help="advanced: the Python function that runs one scenario and returns its metrics (imports and calls it)",
 )
 
 
@@ -43,7 +54,13 @@ def _default_workers() -> int:
 @click.command()
 @click.argument("scenario", type=click.Path(exists=True, dir_okay=False))
 @click.option("--grid", "grid_items", multiple=True, metavar="KEY=V1,V2,...", help="a swept key (repeatable)")
-@click.option("--seeds", default=3, show_default=True, type=click.IntRange(1, 10000), help="seeds per combination")
+@click.option(
+    "--seeds",
+    default="0..2",
+    show_default=True,
+    type=SeedList(count_form=True),
+    help="seeds per combination: 0..4 or 1,5,9",
+)
 @click.option("--executor", default="local", show_default=True, help="local | serial | dask://HOST:PORT")
 @click.option("--workers", default=None, type=click.IntRange(1, 256), help="local processes (default: cores)")
 @click.option("-o", "--out", "out_dir", default="out/sweep", show_default=True, type=click.Path(file_okay=False))
@@ -52,7 +69,7 @@ def _default_workers() -> int:
 def sweep(
     scenario: str,
     grid_items: tuple[str, ...],
-    seeds: int,
+    seeds: list[int],
     executor: str,
     workers: int | None,
     out_dir: str,
@@ -61,7 +78,7 @@ def sweep(
 ) -> None:
     """Run every combination of --grid values x seeds; resumable; writes results.csv (and .parquet)."""
     grid = parse_grid(grid_items)
-    runs = plan_runs(scenario, grid, list(range(seeds)), runner=runner)
+    runs = plan_runs(scenario, grid, seeds, runner=runner)
     try:
         with (
             make_executor(executor, workers or _default_workers()) as pool,
@@ -90,30 +107,64 @@ def _print_table(table: Sequence[Mapping[str, object]], grid: Mapping[str, Seque
         return
     metrics = sorted({k for row in table for k in row if k not in grid and not k.endswith(("_ci_low", "_ci_high"))})
     metrics.remove("n_seeds")
+    shown = headline_metrics(metrics)
     out = Table(title="sweep results (mean [CI])")
     for key in sorted(grid):
-        out.add_column(key)
-    for m in metrics[:8]:
-        out.add_column(m, justify="right")
+        out.add_column(key, no_wrap=True)
+    for m in shown:
+        out.add_column(m, justify="right", overflow="fold")
     for row in table:
         cells = [str(row[k]) for k in sorted(grid)]
-        for m in metrics[:8]:
+        for m in shown:
             v = row.get(m)
             lo, hi = row.get(f"{m}_ci_low"), row.get(f"{m}_ci_high")
             cells.append(f"{v:.4g} [{lo:.3g}, {hi:.3g}]" if isinstance(v, float) else "-")
         out.add_row(*cells)
     Console().print(out)
-    if len(metrics) > 8:
-        _console.print(f"({len(metrics) - 8} more metrics in results.csv)")
+    if len(metrics) > len(shown):
+        _console.print(f"({len(metrics) - len(shown)} more metrics in results.csv)")
+
+
+# What a sweep is usually about, in this order: the SLO, what it costs, how full and how fragmented
+# the pool is, what it did to waiting work. Serving metrics may carry an autoscaler prefix.
+HEADLINE = (
+    "slo_attainment",
+    "cost_usd.nodes",
+    "cost",
+    "utilisation_mean",
+    "allocation.gpus_busy_mean",
+    "fragmentation.mean",
+    "ttft_ms.p99",
+    "avg_replicas",
+    "preemptions.total",
+    "workers.rejected",
+    "workers.pending_at_end",
+)
+
+
+def headline_metrics(metrics: Sequence[str], limit: int = 6) -> list[str]:
+    """Up to ``limit`` metrics for the terminal table: the headline ones first, then the rest by name."""
+    ranked = [m for h in HEADLINE for m in metrics if m == h or m.endswith("." + h)]
+    picked = list(dict.fromkeys(ranked))
+    picked += [m for m in metrics if m not in picked]
+    return picked[:limit]
 
 
 @click.command()
 @click.argument("scenario", type=click.Path(exists=True, dir_okay=False))
-@click.option("--objective", default="cost", show_default=True, help="metric to optimise (see --maximise)")
+@click.option(
+    "--objective", default=None, help="metric to optimise (see --maximise); default cost_usd.nodes (serving: cost)"
+)
 @click.option("--maximise", is_flag=True, help="maximise the objective instead of minimising it")
 @click.option("--constraint", "constraints", multiple=True, metavar="METRIC>=X", help="repeatable")
 @click.option("--vary", "vary_items", multiple=True, required=True, metavar="KEY=A..B", help="repeatable")
-@click.option("--seeds", default=3, show_default=True, type=click.IntRange(2, 1000), help="seeds per configuration")
+@click.option(
+    "--seeds",
+    default="0..2",
+    show_default=True,
+    type=SeedList(count_form=True, minimum=2),
+    help="seeds per configuration: 0..4 or 1,5,9",
+)
 @click.option("--confidence", default="0.95", show_default=True, type=click.Choice(["0.9", "0.95", "0.99"]))
 @click.option("--executor", default="local", show_default=True, help="local | serial | dask://HOST:PORT")
 @click.option("--workers", default=None, type=click.IntRange(1, 256))
@@ -122,11 +173,11 @@ def _print_table(table: Sequence[Mapping[str, object]], grid: Mapping[str, Seque
 @_runner_option
 def plan(
     scenario: str,
-    objective: str,
+    objective: str | None,
     maximise: bool,
     constraints: tuple[str, ...],
     vary_items: tuple[str, ...],
-    seeds: int,
+    seeds: list[int],
     confidence: str,
     executor: str,
     workers: int | None,
@@ -137,6 +188,12 @@ def plan(
     """Find the cheapest configuration meeting the constraints with the stated confidence."""
     parsed = [parse_constraint(c) for c in constraints]
     dims = parse_vary(vary_items)
+    # Metric names are checked on a short probe run before the search simulates anything.
+    names = probe_metric_names(scenario, [f"{d.key}={d.values[0]}" for d in dims], _runner_fn(runner))
+    objective = objective or default_objective(names)
+    check_metric_names(
+        {"--objective": objective, **{f"--constraint {c}": c.metric for c in parsed}}, names, scenario=scenario
+    )
     try:
         with (
             make_executor(executor, workers or _default_workers()) as pool,
@@ -168,13 +225,13 @@ def _plan_search(
     constraints: Sequence[Constraint],
     objective: str,
     maximise: bool,
-    seeds: int,
+    seeds: list[int],
     confidence: str,
     out_dir: str,
     runner: str,
 ) -> PlanResult:
     def evaluate(params: Mapping[str, int]) -> dict[str, list[float]]:
-        runs = plan_runs(scenario, {k: [str(v)] for k, v in params.items()}, list(range(seeds)), runner=runner)
+        runs = plan_runs(scenario, {k: [str(v)] for k, v in params.items()}, seeds, runner=runner)
         result = run_sweep(runs, out_dir, executor=pool)
         if result.failed:
             raise click.ClickException(f"a run failed at {dict(params)}: {result.failed[0][1]}")
@@ -342,3 +399,13 @@ def _print_check_table(rows: Sequence[Comparison], changed: Sequence[Comparison]
             f"[{style.get(r.verdict, '')}]{r.verdict}[/] ({r.direction})" if r.failed else f"{r.verdict}",
         )
     Console().print(table)
+
+
+def _runner_fn(target: str) -> RunFn:
+    """The --runner function, or a bad-input error naming the flag (not an internal error)."""
+    try:
+        return resolve_runner(target)
+    except (ImportError, AttributeError, ValueError, TypeError) as err:
+        raise TwinInputError(
+            f"cannot use this runner: {err}; expected MODULE:FUNCTION", field="--runner", value=target
+        ) from None

@@ -27,6 +27,7 @@ from live.backends.replay import ReplayBackend
 from live.decisions import Decision, LimiterUpdate, decision_dict
 from live.workers import WorkersFile, load_workers
 from twin.atomic import atomic_write_text
+from twin.cli.params import FiniteFloat, non_loopback_warning
 from twin.errors import TwinInputError
 from twin.units import format_bytes_short
 
@@ -165,13 +166,17 @@ def status(replay: Path | None, backend: str, workers_file: Path | None) -> None
 
 @live.command()
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="JSON Lines file")
-@click.option("--interval", type=click.FloatRange(min=0.01), default=1.0, show_default=True, help="seconds")
-@click.option("--duration", type=click.FloatRange(min=0), default=None, help="seconds (default: until Ctrl-C)")
+@click.option("--interval", type=FiniteFloat(0.01), default=1.0, show_default=True, help="seconds")
+@click.option("--duration", type=FiniteFloat(0), default=None, help="seconds (default: until Ctrl-C)")
 @click.option("--note", default="", help="free text stored in the header")
+@click.option("--force", is_flag=True, help="overwrite OUTPUT if it exists")
 @_backend_option
-def record(output: Path, interval: float, duration: float | None, note: str, backend: str) -> None:
+def record(output: Path, interval: float, duration: float | None, note: str, force: bool, backend: str) -> None:
     """Record this node's GPUs to a file, flushed to disk every interval."""
     from live.backends.recorder import record as do_record
+
+    if output.exists() and not force:
+        raise TwinInputError("the output file exists; add --force to overwrite it", field="--output", value=str(output))
 
     with _no_gpu_exits():
         source = _open_backend(None, backend)
@@ -241,7 +246,7 @@ def _print_decision(console: Console, d: Decision, verbose: bool) -> None:
 @_replay_option
 @_backend_option
 @_workers_option
-@click.option("--interval", type=click.FloatRange(min=0.01), default=0.5, show_default=True, help="tick, seconds")
+@click.option("--interval", type=FiniteFloat(0.01), default=0.5, show_default=True, help="tick, seconds")
 @click.option("--ticks", type=click.IntRange(min=1), default=None, help="stop after this many ticks")
 @click.option("--realtime", is_flag=True, help="with --replay: keep the recorded pace instead of running flat out")
 @click.option(
@@ -279,6 +284,8 @@ def run(
     console = Console()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     actuators = _actuators(actuator_names, dry_run, decisions_log, node)
+    for warning in run_warnings(actuator_names, backend, replay, metrics_port, metrics_addr):
+        Console(stderr=True).print(f"[yellow]warning:[/] {warning}")
     workers = _workers(workers_file)
     if workers is None and "k8s" in actuator_names:
         from live.actuators.kube import KubeActuator, workers_from_pods
@@ -316,6 +323,23 @@ def run(
         console.print(f"{done} ticks, {agent.decision_count} decisions")
 
 
+def run_warnings(
+    actuators: tuple[str, ...], backend: str, replay: Path | None, metrics_port: int | None, metrics_addr: str
+) -> list[str]:
+    """Things that are allowed but rarely meant: real actions on made-up GPUs, metrics open to the network."""
+    out = []
+    real = sorted(set(actuators) & {"launcher", "k8s"})
+    if real and (replay is not None or backend == "fake"):
+        source = "a recording" if replay is not None else "the fake backend"
+        out.append(
+            f"actuator {', '.join(real)} acts for real (starts processes / patches pods) on decisions about {source}'s "
+            "GPUs, which are not this machine's"
+        )
+    if metrics_port is not None and (warning := non_loopback_warning("--metrics-addr", metrics_addr)):
+        out.append(warning)
+    return out
+
+
 # ---------------------------------------------------------------- fork
 
 
@@ -331,7 +355,10 @@ def fork(output: Path, replay: Path | None, backend: str, workers_file: Path | N
     from live.fork import fork_scenario
     from twin.scenario import parse_duration
 
-    seconds = parse_duration(duration)
+    try:
+        seconds = parse_duration(duration)
+    except ValueError as err:
+        raise TwinInputError(str(err), field="--duration", value=duration) from None
     with _no_gpu_exits():
         agent = LiveAgent(_open_backend(replay, backend), _workers(workers_file))
         agent.run(None if replay is not None else 1)

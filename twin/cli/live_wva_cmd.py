@@ -18,6 +18,7 @@ import click
 from rich.console import Console
 from rich.progress import Progress
 
+from twin.cli.params import FiniteFloat, non_loopback_warning
 from twin.errors import TwinInputError
 
 EXIT_NO_PROMETHEUS = 4
@@ -72,11 +73,11 @@ def _log_line(log: IO[str], cycle: Any) -> None:
 @click.option("--namespace", default=None, help="with --kube: only this namespace (default: all)")
 @click.option("--autoscaler", default=DEFAULT_AUTOSCALER, show_default=True, help="the twin's serving autoscaler")
 @click.option("--param", "params", multiple=True, help="autoscaler parameter KEY=VALUE (repeatable)")
-@click.option("--interval", type=click.FloatRange(min=0.1), default=None, help="seconds (default: the autoscaler's)")
+@click.option("--interval", type=FiniteFloat(0.1), default=None, help="seconds (default: the autoscaler's)")
 @click.option("--cycles", type=click.IntRange(min=1), default=None, help="stop after this many cycles")
 @click.option("--replicas", "replica_flags", multiple=True, help="VARIANT=N current replicas (default: pods seen)")
-@click.option("--max-age", type=click.FloatRange(min=0), default=300.0, show_default=True, help="stale after, s")
-@click.option("--retention", type=click.FloatRange(min=1), default=600.0, show_default=True, help="scale-to-zero, s")
+@click.option("--max-age", type=FiniteFloat(0), default=300.0, show_default=True, help="stale after, s")
+@click.option("--retention", type=FiniteFloat(1), default=600.0, show_default=True, help="scale-to-zero, s")
 @click.option("--controller-instance", default="", help="value of the controller_instance label (none if empty)")
 @click.option("--metrics-port", type=click.IntRange(min=0, max=65535), default=0, show_default=True, help="0: any")
 @click.option("--metrics-addr", default="127.0.0.1", show_default=True, help="address the metrics server binds")
@@ -176,6 +177,8 @@ def wva(
         controller_instance=controller_instance,
     )
     console = Console()
+    if warning := non_loopback_warning("--metrics-addr", metrics_addr):
+        Console(stderr=True).print(f"[yellow]warning:[/] {warning}")
     server, _ = start_wva_exporter(loop, addr=metrics_addr, port=metrics_port)
     console.print(
         f"WVA loop ({autoscaler}, every {loop.interval_s:g} s) on {prom_url}; "
@@ -215,7 +218,7 @@ def wva(
 @click.argument("scenario", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--sd-file", type=click.Path(dir_okay=False, path_type=Path), required=True, help="file_sd JSON list")
 @click.option("--autoscaler", "label", default=None, help="which of the scenario's autoscalers runs (default: first)")
-@click.option("--speed", type=click.FloatRange(min=0.01, max=1000), default=1.0, show_default=True, help="sim s/wall s")
+@click.option("--speed", type=FiniteFloat(0.01, 1000), default=1.0, show_default=True, help="sim s/wall s")
 @click.option("--duration", default=None, help="simulated duration (default: the scenario's)")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--addr", default="127.0.0.1", show_default=True, help="address the pods' metrics servers bind")
@@ -244,6 +247,8 @@ def fleet(
     wall = WallClockFleet(serving_config(s), trace, scaler, seconds, speed=speed)
     pods = PodEndpoints(wall, sd_file=sd_file, addr=addr)
     console = Console(stderr=True)
+    if warning := non_loopback_warning("--addr", addr):
+        console.print(f"[yellow]warning:[/] {warning}")
     wall.start()
     pods.sync()
     console.print(f"{len(pods.endpoints)} pods ready; targets in {sd_file}; Ctrl-C stops")

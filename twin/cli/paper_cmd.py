@@ -24,7 +24,7 @@ _err = Console(stderr=True)
     "--traces", default="all", show_default=True, help="pod lists: all (the paper's 17) or names, e.g. default,cpu050"
 )
 @click.option("--policies", default="all", show_default=True, help="all (the six) or comma-separated policy names")
-@click.option("--seeds", default="42-51", show_default=True, help="seeds: 42, 42,43 or 42-51")
+@click.option("--seeds", default="42..51", show_default=True, help="seeds: 42, 42,43 or 42..51")
 @click.option(
     "--data",
     "data_dir",

@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import click
-import yaml
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from twin import yamlsafe
 from twin.errors import TwinInputError
 from twin.policy.cycle import Preemption, SchedulingCycle
 from twin.policy.placement import PlacementResult, get_strategy, strategy_names
@@ -83,9 +83,9 @@ def parse_params(items: Sequence[str]) -> dict[str, Any]:
         if not sep or not key.strip():
             raise TwinInputError("expected KEY=VALUE", field="--param", value=item)
         try:
-            params[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError as err:
-            raise TwinInputError(f"value is not a YAML scalar: {err}", field="--param", value=item) from err
+            params[key.strip()] = yamlsafe.load(value, "--param")
+        except TwinInputError as err:
+            raise TwinInputError(f"value is not a YAML scalar: {err.message}", field="--param", value=item) from err
     return params
 
 

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from twin.outdir import fresh_output_dir, safe_name
+
 DEMO_SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "quickstart.yaml"
 
 
@@ -32,7 +34,7 @@ def run_scenario_to_dir(
     from twin.sim.engine import Simulation
 
     loaded = load_scenario(scenario, list(overrides))
-    out = Path(out_dir) if out_dir is not None else Path("out") / loaded.scenario.name
+    out = Path(out_dir) if out_dir is not None else Path("out") / safe_name(loaded.scenario.name)
     sim = Simulation(loaded, seed=seed)
     console = Console(stderr=True, quiet=quiet)
     duration = loaded.scenario.duration
@@ -50,8 +52,8 @@ def run_scenario_to_dir(
             progress.update(task, completed=t, sim_hours=t / 3600)
 
         sim.run(progress=advance)
-    with console.status("writing report"):
-        written = write_run_outputs(sim, out, plots=plots)
+    with console.status("writing report"), fresh_output_dir(out) as staging:
+        written = write_run_outputs(sim, staging, plots=plots)
     if not quiet:
         out_console = Console()
         out_console.print(summary_table(sim.metrics.summary))
@@ -72,7 +74,7 @@ def _run_serving(
     from twin.report.tables import serving_table
     from twin.sim.serving_scenario import run_serving_scenario
 
-    out = Path(out_dir) if out_dir is not None else Path("out") / scenario.stem
+    out = Path(out_dir) if out_dir is not None else Path("out") / safe_name(scenario.stem)
     console = Console(stderr=True, quiet=quiet)
     with Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), TimeElapsedColumn(), console=console, transient=True
@@ -82,7 +84,8 @@ def _run_serving(
         def tick(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total)
 
-        report = run_serving_scenario(scenario, out, seed or 0, progress=tick, overrides=overrides)
+        with fresh_output_dir(out) as staging:
+            report = run_serving_scenario(scenario, staging, seed or 0, progress=tick, overrides=overrides)
     if not quiet:
         Console().print(serving_table(report))
         Console().print(f"wrote serving-report.json and plots to {out}/")

@@ -9,6 +9,8 @@ from typing import Any
 
 import click
 
+from twin import limits
+from twin.cli.params import FiniteFloat, LimitedInt
 from twin.cli.serving_step_cmd import derived_params, step_model_options
 from twin.errors import TwinInputError
 from twin.policy.serving.queue_model import (
@@ -40,15 +42,21 @@ prefill = gamma + delta*I*n (prefillParms) and I, O are whole tokens.
 
 def _model_options(f: Any) -> Any:
     options = [
-        click.option("--max-batch", "max_batch", required=True, type=click.IntRange(1), help="N: max batch size"),
         click.option(
-            "--max-queue", "max_queue", type=click.IntRange(0), default=None, help="Q: max queue (default 10*N)"
+            "--max-batch", "max_batch", required=True, type=LimitedInt(1, limits.MAX_BATCH), help="N: max batch size"
         ),
-        click.option("--alpha", type=click.FloatRange(0), default=None, help="ms per iteration (era-a: decode)"),
-        click.option("--beta", type=click.FloatRange(0), default=None, help="ms per token (era-a: decode slope)"),
-        click.option("--gamma", type=click.FloatRange(0), default=None, help="ms per token (era-a: prefill base)"),
+        click.option(
+            "--max-queue",
+            "max_queue",
+            type=LimitedInt(0, limits.MAX_QUEUE),
+            default=None,
+            help="Q: max queue (default 10*N)",
+        ),
+        click.option("--alpha", type=FiniteFloat(0), default=None, help="ms per iteration (era-a: decode)"),
+        click.option("--beta", type=FiniteFloat(0), default=None, help="ms per token (era-a: decode slope)"),
+        click.option("--gamma", type=FiniteFloat(0), default=None, help="ms per token (era-a: prefill base)"),
         *step_model_options(),
-        click.option("--delta", default=0.0, type=click.FloatRange(0), help="era-a only: prefill ms per token"),
+        click.option("--delta", default=0.0, type=FiniteFloat(0), help="era-a only: prefill ms per token"),
         click.option(
             "--generation",
             type=click.Choice([g.value for g in Generation]),
@@ -56,10 +64,8 @@ def _model_options(f: Any) -> Any:
             show_default=True,
             help="service-time model",
         ),
-        click.option("--input-tokens", "input_tokens", required=True, type=click.FloatRange(0), help="I: mean prompt"),
-        click.option(
-            "--output-tokens", "output_tokens", required=True, type=click.FloatRange(0), help="O: mean output"
-        ),
+        click.option("--input-tokens", "input_tokens", required=True, type=FiniteFloat(0), help="I: mean prompt"),
+        click.option("--output-tokens", "output_tokens", required=True, type=FiniteFloat(0), help="O: mean output"),
         click.option("--json", "as_json", is_flag=True, help="print one JSON object"),
     ]
     for option in reversed(options):
@@ -125,7 +131,7 @@ def serving() -> None:
 
 @serving.command(epilog=_MODEL_HELP)
 @_model_options
-@click.option("--rate", required=True, type=float, help="arrival rate per replica, req/s")
+@click.option("--rate", required=True, type=FiniteFloat(0), help="arrival rate per replica, req/s")
 def analyze(as_json: bool, rate: float, **params: Any) -> None:
     """Steady-state latency of one replica at an arrival rate (WVA ``Analyze``)."""
     model = _build(**params)
@@ -138,9 +144,9 @@ def analyze(as_json: bool, rate: float, **params: Any) -> None:
 
 @serving.command(epilog=_MODEL_HELP)
 @_model_options
-@click.option("--ttft", type=click.FloatRange(0), default=0.0, help="TTFT target, ms (0 = none)")
-@click.option("--itl", type=click.FloatRange(0), default=0.0, help="ITL (slo-tpot) target, ms (0 = none)")
-@click.option("--demand", type=click.FloatRange(0), default=None, help="total arrival rate, req/s: adds replicas")
+@click.option("--ttft", type=FiniteFloat(0), default=0.0, help="TTFT target, ms (0 = none)")
+@click.option("--itl", type=FiniteFloat(0), default=0.0, help="ITL (slo-tpot) target, ms (0 = none)")
+@click.option("--demand", type=FiniteFloat(0), default=None, help="total arrival rate, req/s: adds replicas")
 def size(as_json: bool, ttft: float, itl: float, demand: float | None, **params: Any) -> None:
     """The largest per-replica rate meeting the SLOs (WVA ``Size``); throughput = per-replica capacity."""
     if ttft <= 0 and itl <= 0:
@@ -150,7 +156,8 @@ def size(as_json: bool, ttft: float, itl: float, demand: float | None, **params:
         r = model.size(SizeTargets(ttft_ms=ttft, itl_ms=itl))
     except InfeasibleTargetError as err:
         flag = "--itl" if "itl" in str(err) else "--ttft"
-        raise TwinInputError(f"infeasible SLO: {err}", obj="twin serving size", field=flag, value=itl or ttft) from err
+        value = itl if flag == "--itl" else ttft  # quote the flag that is infeasible, not the other one
+        raise TwinInputError(f"infeasible SLO: {err}", obj="twin serving size", field=flag, value=value) from err
     record: dict[str, Any] = _record(r.metrics, r.capacity)
     record["rate"] = r.rate
     record |= _derived(model, params)

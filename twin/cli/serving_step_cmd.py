@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from twin.cli.params import FiniteFloat
 from twin.errors import TwinInputError
 
 _DTYPES = ("bf16", "fp16", "fp8")
@@ -160,9 +161,7 @@ def replay(run_dir: str, model_config: str | None, gpu: str | None, as_json: boo
     default=8192,
     show_default=True,
 )
-@click.option(
-    "--gpu-memory-utilization", "gmu", type=click.FloatRange(0, 1, min_open=True), default=0.9, show_default=True
-)
+@click.option("--gpu-memory-utilization", "gmu", type=FiniteFloat(0, 1, min_open=True), default=0.9, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="print ttft_ms, tpot_ms, output_tokens_per_s as JSON")
 def bench(
     model: str,

@@ -12,7 +12,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from twin.errors import TwinInputError, TwinInputErrors
+from twin.errors import EXIT_INPUT, TwinInputError, TwinInputErrors
 from twin.resources import Resource
 from twin.spec import SpecBundle, WorkerSpec, load_documents_lenient
 from twin.units import format_bytes_short, format_percent, format_tflops, parse_bytes, parse_tflops
@@ -164,7 +164,7 @@ def spec(files: tuple[str, ...], capacity_options: tuple[str, ...], as_json: boo
     if errors:
         for err in errors:
             click.echo(f"error: {err.render()}", err=True)
-        raise SystemExit(1)
+        raise SystemExit(EXIT_INPUT)  # spec answers a question about valid input; validate's "no" is its verdict
     if as_json:
         click.echo(json.dumps([{"object": obj, **s.to_dict()} for obj, s in specs], indent=2))
         return

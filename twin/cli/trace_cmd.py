@@ -20,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from twin.atomic import atomic_write_bytes, atomic_write_text
+from twin.cli.params import FiniteFloat, parse_seed_list
 from twin.errors import TwinInputError
 from twin.experiments.fgd_protocol import POLICIES, bin_curves, prepare_run
 from twin.experiments.openb import default_nodes_path, default_pods_path, load_nodes, load_pods
@@ -61,18 +62,8 @@ def _trace_path(given: Path | None, default: Path, flag: str) -> Path:
 
 
 def parse_seeds(text: str) -> list[int]:
-    """``42``, ``42,43`` or ``42-51`` (inclusive), combined with commas; duplicates dropped."""
-    seeds: list[int] = []
-    for part in text.split(","):
-        match = _SEED_RANGE.fullmatch(part.strip())
-        if match is None:
-            raise TwinInputError("seeds must be integers or ranges like 42-51", field="--seeds", value=text)
-        first = int(match.group(1))
-        last = int(match.group(2)) if match.group(2) is not None else first
-        if last < first:
-            raise TwinInputError("a seed range must not run backwards", field="--seeds", value=part.strip())
-        seeds.extend(range(first, last + 1))
-    return list(dict.fromkeys(seeds))
+    """``42``, ``42,43`` or ``42..51`` (inclusive; the old ``42-51`` still works, with a note)."""
+    return parse_seed_list(text)
 
 
 def check_policy(name: str, flag: str = "--policy") -> str:
@@ -205,7 +196,7 @@ def fill(
 @_nodes_opt
 @_pods_opt
 @click.option("--policies", default=",".join(POLICIES), show_default=True, help="comma-separated policy names")
-@click.option("--seeds", default="42", show_default=True, help="seeds: 42, 42,43 or 42-51")
+@click.option("--seeds", default="42", show_default=True, help="seeds: 42, 42,43 or 42..51")
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True, help="local processes")
 @_out_opt
 def compare(
@@ -216,7 +207,8 @@ def compare(
     pods_file = _trace_path(pods_path, default_pods_path(), "--pods")
     load_nodes(nodes_file)  # fail fast on a bad file, before starting workers
     load_pods(pods_file)
-    jobs = [(p, s) for p in parse_policies(policies) for s in parse_seeds(seeds)]
+    seed_list = parse_seeds(seeds)  # once: a note about an old form is printed once
+    jobs = [(p, s) for p in parse_policies(policies) for s in seed_list]
     runs: list[CurveRun] = []
     with _progress(_err) as progress:
         task = progress.add_task("runs", total=len(jobs))
@@ -307,14 +299,14 @@ def _replay_table(results: Sequence[ReplayResult]) -> Table:
 )
 @click.option(
     "--time-scale",
-    type=float,
+    type=FiniteFloat(0, min_open=True),
     default=1.0,
     show_default=True,
     help="arrivals come X times faster; lifetimes are kept (X > 1 raises the load)",
 )
 @click.option(
     "--samples",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=100_000),  # one sample costs a cluster scan; 10^5 is far past any plot
     default=DEFAULT_SAMPLES,
     show_default=True,
     help="sampling instants of the allocation/fragmentation series",

@@ -19,6 +19,7 @@ counts) and :attr:`CheckOutcome.notes` says to rewrite the baseline with ``--upd
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import os
@@ -29,8 +30,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from twin import limits, yamlsafe
 from twin.atomic import atomic_write_text
-from twin.errors import TwinInputError
+from twin.errors import TwinInputError, short
 from twin.experiments.stats import Estimate, benjamini_hochberg, estimate, welch_p
 
 if TYPE_CHECKING:
@@ -231,11 +233,14 @@ class BaselineEntry:
 def load_baseline(path: str | os.PathLike[str]) -> dict[str, BaselineEntry]:
     """Version 2 (several seeds) or version 1 (one seed: read as a one-seed sample)."""
     p = Path(path)
+    if not p.exists():
+        raise TwinInputError("baseline file not found (create it with --update)", file=str(p))
+    text = yamlsafe.read_text(p, what="baseline", max_bytes=limits.FILE_MAX_BYTES)
     try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise TwinInputError("baseline file not found (create it with --update)", file=str(p)) from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        data = json.loads(text)
+    except RecursionError:
+        raise TwinInputError("the baseline is nested too deeply", file=str(p)) from None
+    except json.JSONDecodeError as err:
         raise TwinInputError(f"not a JSON baseline: {err}", file=str(p)) from None
     version = data.get("version") if isinstance(data, dict) else None
     if not isinstance(data, dict) or version not in READABLE_VERSIONS or not isinstance(data.get("scenarios"), dict):
@@ -257,8 +262,8 @@ def load_baseline(path: str | os.PathLike[str]) -> dict[str, BaselineEntry]:
             if not seeds or any(len(v) != len(seeds) for v in metrics.values()):
                 raise ValueError("every metric needs one value per seed")
             out[name] = BaselineEntry(seeds, tuple(str(o) for o in entry.get("overrides", [])), metrics)
-        except (KeyError, TypeError, ValueError) as err:
-            raise TwinInputError(f"malformed entry: {err}", file=str(p), obj=name) from None
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise TwinInputError(f"malformed entry: {short(err)}", file=str(p), obj=name) from None
     return out
 
 
@@ -392,6 +397,7 @@ def run_check(
     if not 0 < alpha < 1:
         raise TwinInputError("the significance level must be between 0 and 1", field="--alpha", value=alpha)
     existing = load_baseline(baseline_path) if Path(baseline_path).exists() or not update else {}
+    _check_tolerance_names(per_metric, existing, baseline_path)
     executor = pool or SerialPool()
     planned: dict[str, tuple[BaselineEntry | None, list[str], list[RunSpec]]] = {}
     for scenario in scenarios:
@@ -435,3 +441,17 @@ def run_check(
         write_baseline(baseline_path, fresh)
     rows = judge_all(raws, default_tol=default_tol, per_metric_tol=per_metric, alpha=alpha) + missing
     return CheckOutcome(rows, update, notes)
+
+
+def _check_tolerance_names(per_metric: Mapping[str, float], baseline: Mapping[str, BaselineEntry], path: str) -> None:
+    """``--tolerance nosuch=0.1`` must not be ignored silently: every named metric is in the baseline."""
+    if not baseline:
+        return  # --update of a new baseline: nothing to check against yet
+    names = {m for entry in baseline.values() for m in entry.metrics}
+    for metric in sorted(per_metric):
+        if metric not in names:
+            close = difflib.get_close_matches(metric, sorted(names), n=3, cutoff=0.5)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise TwinInputError(
+                f"the baseline has no metric {metric!r}{hint}", file=path, field="--tolerance", value=metric
+            )

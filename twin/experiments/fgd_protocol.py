@@ -23,6 +23,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
+from twin import limits
 from twin.errors import TwinInputError
 from twin.experiments.openb import NodeList, PodList
 from twin.experiments.trace_gorand import GoRand
@@ -105,6 +106,17 @@ def prepare_run(nodes: NodeList, pods: PodList, seed: int, tune_ratio: float = T
     names = [pods.names[w_order[j]] for j in order]
     copies = 0
     if total < target:
+        # Inflation adds copies until the demand reaches the target: with no GPU demand at all (a trace
+        # of CPU pods) it would never stop, and a tiny demand on a huge cluster would exhaust memory.
+        smallest = min((d for d in demand if d > 0), default=0)
+        if smallest == 0:
+            raise TwinInputError(
+                "no pod in the trace asks for a GPU; the FGD protocol inflates GPU demand to "
+                f"{tune_ratio:.0%} of the cluster's GPUs",
+                file=pods.source,
+                field="num_gpu",
+            )
+        limits.check(limits.MAX_TRACE_PODS, len(order) + (target - total) / smallest, file=pods.source, field="pods")
         while True:
             j = rng.intn(len(w_order))
             # Quirk kept from the reference: the stop test adds the per-GPU share d, not k·d.

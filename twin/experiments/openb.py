@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from twin import limits
 from twin.errors import TwinInputError
 from twin.resources import AllocRequest, IsolationMode, QoS, Resource
 
@@ -111,12 +112,19 @@ def _int_field(file: str, line: int, column: str, raw: str, *, minimum: int = 0,
         raise TwinInputError("not an integer", file=file, line=line, field=column, value=raw) from None
     if value < minimum:
         raise TwinInputError(f"must be >= {minimum}", file=file, line=line, field=column, value=raw)
+    if value > _INT_MAX:
+        raise TwinInputError(f"must be <= {_INT_MAX}", file=file, line=line, field=column, value=raw)
     return value
+
+
+_INT_MAX = 2**53  # every trace column (milli-units, MiB, seconds) is far below; numpy int64 is the bound
 
 
 def _read_rows(path: Path, expected: tuple[tuple[str, ...], ...]) -> tuple[str, tuple[str, ...], list[list[str]]]:
     file = str(path)
     try:
+        if path.stat().st_size > limits.FILE_MAX_BYTES.value:
+            raise TwinInputError(f"the trace file is above the {limits.FILE_MAX_BYTES.hint()}", file=file)
         with path.open(newline="", encoding="utf-8") as fh:
             rows = list(csv.reader(fh))
     except FileNotFoundError:
@@ -206,6 +214,18 @@ def load_pods(path: str | Path) -> PodList:
         names.append(name)
         for col_index, column in enumerate(("cpu_milli", "memory_mib", "num_gpu", "gpu_milli"), start=1):
             ints[column].append(_int_field(file, line, column, row[col_index]))
+        if ints["gpu_milli"][-1] > 1000:
+            raise TwinInputError(
+                "gpu_milli is a share of one GPU, 0..1000", file=file, line=line, field="gpu_milli", value=row[4]
+            )
+        if ints["num_gpu"][-1] == 0 and ints["gpu_milli"][-1] != 0:
+            raise TwinInputError(
+                "a pod without GPUs (num_gpu 0) must have gpu_milli 0",
+                file=file,
+                line=line,
+                field="gpu_milli",
+                value=row[4],
+            )
         if ints["num_gpu"][-1] not in NUM_GPU_VALUES:
             raise TwinInputError(
                 f"num_gpu must be one of {NUM_GPU_VALUES}", file=file, line=line, field="num_gpu", value=row[3]

@@ -11,6 +11,7 @@ the constraint's side clears it (``slo_attainment>=0.99`` needs the lower CI bou
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -44,7 +45,13 @@ def parse_constraint(text: str) -> Constraint:
     m = _CONSTRAINT.match(text)
     if not m:
         raise TwinInputError("a constraint looks like metric>=number (or <=, >, <)", field="--constraint", value=text)
-    return Constraint(m.group(1), m.group(2), float(m.group(3)))
+    try:
+        threshold = float(m.group(3))
+    except ValueError:
+        raise TwinInputError("the threshold is not a number", field="--constraint", value=text) from None
+    if not math.isfinite(threshold):
+        raise TwinInputError("the threshold must be a finite number", field="--constraint", value=text)
+    return Constraint(m.group(1), m.group(2), threshold)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from twin import limits
 from twin.atomic import atomic_write_bytes, atomic_write_text
 from twin.errors import TwinInputError
 from twin.experiments.executors import RunPool
@@ -57,6 +58,8 @@ def parse_grid(items: Sequence[str]) -> dict[str, list[str]]:
                 raise TwinInputError("empty value in grid entry", field="--grid", value=item)
             values.extend(expand_range(token, field_name="--grid"))
         grid[key] = values
+    combos = math.prod(len(v) for v in grid.values())
+    limits.check(limits.MAX_GRID_RUNS, combos, field="--grid (combinations)")
     return grid
 
 
@@ -71,6 +74,8 @@ def expand_range(token: str, *, field_name: str) -> list[str]:
         raise TwinInputError("a range must be integers A..B or A..B:STEP", field=field_name, value=token) from None
     if step <= 0 or hi < lo:
         raise TwinInputError("a range needs A <= B and a positive step", field=field_name, value=token)
+    # Counted before the list is built: 1..100000000 must fail at once, not after filling memory.
+    limits.check(limits.MAX_RANGE_VALUES, (hi - lo) // step + 1, field=f"{field_name} {token}")
     return [str(v) for v in range(lo, hi + 1, step)]
 
 
@@ -152,6 +157,8 @@ def plan_runs(
     runner: str = DEFAULT_RUNNER,
 ) -> list[RunSpec]:
     """Every combination x seed; each run's inputs are resolved with its own overrides applied."""
+    # Counted before any run is planned (each plans its inputs): a 10^8-run grid fails at once.
+    limits.check(limits.MAX_GRID_RUNS, math.prod(len(v) for v in grid.values()) * len(seeds), field="--grid x --seeds")
     runs: list[RunSpec] = []
     for combo in combinations(grid):
         inputs = scenario_inputs(scenario, [f"{k}={v}" for k, v in combo])

@@ -16,14 +16,26 @@ def _figure_png(means: Sequence[MeanCurve], attr: str, ylabel: str, title: str) 
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     try:
-        for m in means:
+        # Policies often coincide for most of the curve: widths shrink in drawing order and dash
+        # patterns differ, so a line drawn later never hides one drawn earlier.
+        styles = ("-", "--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1)))
+        n = max(1, len(means))
+        for k, m in enumerate(means):
             seeds = f"{len(m.seeds)} seeds" if len(m.seeds) > 1 else f"seed {m.seeds[0]}"
-            ax.plot(m.arrived_pct, getattr(m, attr), label=f"{m.policy} ({seeds})", linewidth=1.4)
+            ax.plot(
+                m.arrived_pct,
+                getattr(m, attr),
+                label=f"{m.policy} ({seeds})",
+                linewidth=1.0 + 2.4 * (n - 1 - k) / max(1, n - 1),
+                linestyle=styles[k % len(styles)],
+                zorder=2 + k,
+            )
         ax.set_xlabel("arrived workload (% of cluster GPU capacity)")
         ax.set_ylabel(ylabel)
         ax.set_title(title)
         ax.grid(True, alpha=0.3)
-        ax.legend(loc="best", fontsize=8)
+        # Beside the axes, not over the lines.
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
         return buf.getvalue()

@@ -88,6 +88,10 @@ def pending_times_plot(waits: Mapping[str, Sequence[float]]) -> bytes:
     with plt.rc_context(_STYLE):
         fig, ax = plt.subplots(figsize=(9, 3.8))
         top = 0.0
+        drawn = 0
+        # Curves often coincide (everything bound at once sits on x = 0): distinct dash patterns and
+        # widths decreasing in drawing order keep each one visible under the next.
+        styles = ("-", "--", "-.", ":")
         for q, colour in QOS_COLOURS.items():
             vals = sorted(w / 60.0 for w in waits.get(q, ()))
             if not vals:
@@ -101,15 +105,20 @@ def pending_times_plot(waits: Mapping[str, Sequence[float]]) -> bytes:
                 where="post",
                 label=f"{q}: n={n}, {at_once:.0f}% bound at once",
                 color=colour,
-                linewidth=1.8,
+                linewidth=3.2 - 0.6 * drawn,
+                linestyle=styles[drawn % len(styles)],
+                zorder=3 + drawn,
             )
+            drawn += 1
             top = max(top, vals[-1])
+        if drawn and top <= 0:
+            ax.text(0.5, 0.5, "every worker was bound at once (pending time 0)", transform=ax.transAxes, ha="center")
         ax.set_xlabel("pending time (minutes)")
         ax.set_ylabel("% of bindings")
         ax.set_ylim(0, 103)
         ax.set_xscale("symlog", linthresh=1.0)
         right = max(10.0, top * 1.2)
-        ax.set_xlim(0, right)
+        ax.set_xlim(-0.3, right)  # a little left of 0, so curves rising at 0 are not hidden by the axis
         ticks = [t for t in (0, 1, 10, 60, 600, 6000, 60000) if t <= right]
         ax.set_xticks(ticks, [str(t) for t in ticks])
         if ax.get_legend_handles_labels()[0]:

@@ -7,6 +7,7 @@ arrival times are drawn up front, vectorised, so the event loop only walks an ar
 from __future__ import annotations
 
 import csv
+import io
 import math
 from bisect import bisect_right
 from collections.abc import Sequence
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from twin import limits, yamlsafe
 from twin.errors import TwinInputError
 from twin.scenario import Arrival, Distribution, UsageProfile
 
@@ -43,11 +45,7 @@ class ReplayRows:
 
 def read_replay(path: Path) -> ReplayRows:
     """A replay CSV: column ``time`` (seconds), optional ``lifetime`` (s) and ``work_tflop``."""
-    try:
-        with path.open(newline="", encoding="utf-8") as fh:
-            rows = list(csv.DictReader(fh))
-    except OSError as err:
-        raise TwinInputError(f"cannot read the replay file: {err.strerror}", file=str(path)) from err
+    rows = _csv_rows(path, "replay file")
     if not rows or "time" not in rows[0]:
         raise TwinInputError("a replay CSV needs a header with a time column", file=str(path))
 
@@ -177,18 +175,26 @@ class UsageSeries:
 
 def read_usage_trace(path: Path) -> tuple[list[float], list[float]]:
     """A recorded usage trace: CSV columns ``time,value`` (seconds since start, usage)."""
-    try:
-        with path.open(newline="", encoding="utf-8") as fh:
-            rows = list(csv.DictReader(fh))
-    except OSError as err:
-        raise TwinInputError(f"cannot read the usage trace: {err.strerror}", file=str(path)) from err
+    rows = _csv_rows(path, "usage trace")
     if not rows or "time" not in rows[0] or "value" not in rows[0]:
         raise TwinInputError("a usage trace CSV needs the columns time,value", file=str(path))
     pairs: list[tuple[float, float]] = []
     for i, row in enumerate(rows):
         try:
-            pairs.append((float(row["time"]), float(row["value"])))
+            pair = (float(row["time"]), float(row["value"]))
         except (TypeError, ValueError) as err:
             raise TwinInputError("not a number", file=str(path), line=i + 2, value=row) from err
+        if not all(math.isfinite(v) for v in pair):
+            raise TwinInputError("not a finite number", file=str(path), line=i + 2, value=row)
+        pairs.append(pair)
     pairs.sort(key=lambda p: p[0])
     return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+def _csv_rows(path: Path, what: str) -> list[dict[str, str]]:
+    """Every row of a CSV with a header, read with the size cap and a clear error for binary or non-UTF-8 files."""
+    text = yamlsafe.read_text(path, what=what, max_bytes=limits.FILE_MAX_BYTES)
+    try:
+        return list(csv.DictReader(io.StringIO(text, newline="")))
+    except csv.Error as err:
+        raise TwinInputError(f"not a CSV file: {err}", file=str(path)) from None

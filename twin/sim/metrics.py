@@ -144,13 +144,13 @@ class Metrics:
                 pq[QoS.CRITICAL],
                 sim.load.busy_gpus,
                 sim.load.busy_gpus / healthy if healthy else 0.0,
-                sim.alloc_tflops / self.total_tflops,
-                sim.alloc_vram / self.total_vram,
-                sim.limit_tflops / self.total_tflops,
-                sim.limit_vram / self.total_vram,
-                sim.limit_tflops_once / self.virtual_tflops,
-                sim.limit_vram_once / self.virtual_vram,
-                sim.load.used_tflops / self.total_tflops,
+                _ratio(sim.alloc_tflops, self.total_tflops),
+                _ratio(sim.alloc_vram, self.total_vram),
+                _ratio(sim.limit_tflops, self.total_tflops),
+                _ratio(sim.limit_vram, self.total_vram),
+                _ratio(sim.limit_tflops_once, self.virtual_tflops),
+                _ratio(sim.limit_vram_once, self.virtual_vram),
+                _ratio(sim.load.used_tflops, self.total_tflops),
                 frag,
                 mean_slow,
                 sim.tf_cost,
@@ -228,7 +228,7 @@ class Metrics:
             "oom_events": {**{q.value: self.ooms[q] for q in QOS_ORDER}, "total": sum(self.ooms.values())},
             "fault_evictions": self.fault_evictions,
             "allocation": self._allocation(duration),
-            "utilisation_mean": _r(sim.used_tflops_int / (self.total_tflops * duration)),
+            "utilisation_mean": _r(_ratio(sim.used_tflops_int, self.total_tflops * duration)),
             "fragmentation": self._fragmentation_summary(),
             "slowdown": {"all": percentiles(slowdowns), **slow_by_qos},
             "training_jct_s": percentiles(jct),
@@ -256,7 +256,7 @@ class Metrics:
 
         return {
             "gpus_busy_mean": _r(sim.busy_gpus_int / duration),
-            "tflops_request_ratio_time_avg": _r(sim.alloc_tflops_int / (self.total_tflops * duration)),
+            "tflops_request_ratio_time_avg": _r(_ratio(sim.alloc_tflops_int, self.total_tflops * duration)),
             **{
                 col: stats(col)
                 for col in (
@@ -336,3 +336,8 @@ class Metrics:
                 }
             )
         return out
+
+
+def _ratio(part: float, whole: float) -> float:
+    """A share of capacity; a pool with no GPUs (count 0, e.g. ``plan --vary 0..N``) has share 0."""
+    return part / whole if whole else 0.0

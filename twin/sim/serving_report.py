@@ -79,6 +79,16 @@ def _save(fig: Any, path: Path) -> Path:
     return atomic_write_bytes(path, buf.getvalue())
 
 
+def _width(k: int, n: int) -> float:
+    """Lines drawn earlier are wider, so an autoscaler that matches another stays visible under it."""
+    return 1.0 + 2.2 * (n - 1 - k) / max(1, n - 1)
+
+
+def _legend_beside(ax: Any) -> None:
+    # Outside the axes: inside, the legend covered the first minutes of every line.
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
+
+
 def write_plots(results: Mapping[str, ServingResult], out_dir: Path, window_s: float = 60.0) -> list[Path]:
     """replicas.png (replicas over time) and ttft.png (p99 TTFT per window vs the SLO), one line per autoscaler."""
     import matplotlib
@@ -89,20 +99,28 @@ def write_plots(results: Mapping[str, ServingResult], out_dir: Path, window_s: f
     written: list[Path] = []
     fig = Figure(figsize=(9, 4))
     ax = fig.add_subplot(1, 1, 1)
-    for name, res in results.items():
+    for k, (name, res) in enumerate(results.items()):
         series = replica_series(res)
         if series:
-            ax.step([t / 60.0 for t, _, _ in series], [a for _, a, _ in series], where="post", label=name)
+            ax.step(
+                [t / 60.0 for t, _, _ in series],
+                [a for _, a, _ in series],
+                where="post",
+                label=name,
+                linewidth=_width(k, len(results)),
+                zorder=2 + k,
+            )
     ax.set_xlabel("time (min)")
     ax.set_ylabel("replicas (allocated)")
-    ax.legend(loc="upper left", fontsize="small")
+    ax.set_title("Replicas over time, per autoscaler (same traffic)")
+    _legend_beside(ax)
     ax.grid(alpha=0.3)
     written.append(_save(fig, out_dir / "replicas.png"))
 
     fig = Figure(figsize=(9, 4))
     ax = fig.add_subplot(1, 1, 1)
     slo = None
-    for name, res in results.items():
+    for k, (name, res) in enumerate(results.items()):
         slo = res.config.slo_ttft_ms
         done = res.status == DONE
         if not done.any():
@@ -114,13 +132,14 @@ def write_plots(results: Mapping[str, ServingResult], out_dir: Path, window_s: f
         for b in np.unique(which):
             xs.append(edges[b - 1] / 60.0)
             ys.append(float(np.percentile(ttft[which == b], 99)))
-        ax.plot(xs, ys, label=name)
+        ax.plot(xs, ys, label=name, linewidth=_width(k, len(results)), zorder=2 + k)
     if slo is not None:
         ax.axhline(slo, color="black", linestyle="--", linewidth=1, label="TTFT SLO")
     ax.set_yscale("log")
     ax.set_xlabel("arrival time (min)")
     ax.set_ylabel(f"p99 TTFT per {window_s:.0f} s (ms)")
-    ax.legend(loc="upper left", fontsize="small")
+    ax.set_title(f"p99 time to first token per {window_s:.0f} s window vs the SLO")
+    _legend_beside(ax)
     ax.grid(alpha=0.3)
     written.append(_save(fig, out_dir / "ttft.png"))
     return written

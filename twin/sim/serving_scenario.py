@@ -14,9 +14,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
+from twin import limits, yamlsafe
 from twin.atomic import atomic_write_text
 from twin.errors import TwinInputError, TwinInputErrors
 from twin.hardware import default_catalog
@@ -50,7 +50,7 @@ Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
 class _M(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ModelRef(_M):
@@ -209,20 +209,46 @@ class ServingScenario(_M):
 def is_serving_scenario(path: Path | str) -> bool:
     """A serving scenario names ``variants`` and ``traffic`` at the top level (a pool scenario doesn't)."""
     try:
-        data = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError):
+        data = yamlsafe.load_file(path, what="scenario")
+    except TwinInputError:
         return False  # the pool loader reports the error with its full context
     return isinstance(data, dict) and "variants" in data and "traffic" in data
 
 
+def _check_bounds(s: ServingScenario, file: str) -> None:
+    """Duration, request count and intervals bounded before anything runs (twin.limits)."""
+    if s.duration > limits.MAX_DURATION_S.value:
+        raise TwinInputError(f"above the {limits.MAX_DURATION_S.hint()}", file=file, field="duration", value=s.duration)
+    for name in ("scrape_interval", "request_timeout"):
+        if getattr(s, name) <= 0:
+            raise TwinInputError("must be positive", file=file, field=name, value=getattr(s, name))
+    if s.hpa.sync_period <= 0:
+        raise TwinInputError("must be positive", file=file, field="hpa.sync_period", value=s.hpa.sync_period)
+    for i, v in enumerate(s.variants):
+        where = f"variants.{i}"
+        limits.check(limits.MAX_BATCH, v.engine.max_num_seqs, file=file, field=f"{where}.engine.max_num_seqs")
+        limits.check(limits.MAX_QUEUE, v.engine.max_waiting, file=file, field=f"{where}.engine.max_waiting")
+        limits.check(limits.MAX_NODES, v.replicas.max, file=file, field=f"{where}.replicas.max")
+    if s.cluster is not None:
+        nodes = sum(g.count for g in s.cluster.nodes)
+        limits.check(limits.MAX_NODES, nodes, file=file, field="cluster.nodes[*].count")
+        gpus = sum(g.count * g.gpus_per_node for g in s.cluster.nodes)
+        limits.check(limits.MAX_GPUS, gpus, file=file, field="cluster.nodes[*].gpus_per_node")
+    peak = s.traffic.rate * (1 + s.traffic.amplitude) + sum(b.rate for b in s.traffic.bursts)
+    requests = peak * s.duration * len(s.autoscalers)  # each autoscaler replays the same traffic
+    if requests > limits.MAX_EVENTS.value:
+        raise TwinInputError(
+            f"about {limits.fmt(round(requests))} requests (peak rate x duration x autoscalers) is above the "
+            f"{limits.MAX_EVENTS.hint()}",
+            file=file,
+            field="traffic.rate",
+            value=s.traffic.rate,
+        )
+
+
 def load_serving_scenario(path: Path, overrides: Sequence[str] = ()) -> ServingScenario:
     file = str(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as err:
-        raise TwinInputError(f"cannot read: {err.strerror}", file=file) from err
-    except yaml.YAMLError as err:
-        raise TwinInputError("not valid YAML", file=file) from err
+    data = yamlsafe.load_file(path, what="serving scenario")
     if not isinstance(data, dict):
         raise TwinInputError("a serving scenario is a YAML mapping", file=file, value=type(data).__name__)
     for text in overrides:
@@ -245,6 +271,7 @@ def load_serving_scenario(path: Path, overrides: Sequence[str] = ()) -> ServingS
                 for e in err.errors()
             ]
         ) from err
+    _check_bounds(scenario, file)
     names = [v.name for v in scenario.variants]
     if len(set(names)) != len(names):
         raise TwinInputError("variant names must be unique", file=file, field="variants", value=names)

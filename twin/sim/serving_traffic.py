@@ -7,12 +7,14 @@ a seeded numpy Generator so every autoscaler in a scenario sees exactly the same
 from __future__ import annotations
 
 import csv
+import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from twin import limits, yamlsafe
 from twin.errors import TwinInputError
 
 
@@ -125,8 +127,9 @@ def generate_trace(
 def load_csv_trace(path: Path) -> Trace:
     """Rows ``time,input_tokens,output_tokens`` (a header row is allowed); times in seconds, sorted here."""
     rows: list[tuple[float, int, int]] = []
+    text = yamlsafe.read_text(path, what="traffic CSV", max_bytes=limits.FILE_MAX_BYTES)
     try:
-        with path.open(newline="") as fh:
+        with io.StringIO(text, newline="") as fh:
             for lineno, row in enumerate(csv.reader(fh), start=1):
                 if not row or row[0].strip().startswith("#"):
                     continue
@@ -142,13 +145,13 @@ def load_csv_trace(path: Path) -> Trace:
                     raise TwinInputError(
                         "not a number", file=str(path), line=lineno, field="time/input/output", value=row
                     ) from err
-                if not math.isfinite(t) or t < 0 or i < 0 or o < 1:
+                if not math.isfinite(t) or t < 0 or i < 0 or o < 1 or max(i, o) > 10**9:
                     raise TwinInputError(
                         "needs time >= 0, input >= 0, output >= 1", file=str(path), line=lineno, value=row
                     )
                 rows.append((t, i, o))
-    except OSError as err:
-        raise TwinInputError(f"cannot read: {err.strerror}", file=str(path)) from err
+    except csv.Error as err:
+        raise TwinInputError(f"not a CSV file: {err}", file=str(path)) from None
     rows.sort(key=lambda r: r[0])
     arr = np.array(rows, dtype=float).reshape(-1, 3)
     return Trace(arr[:, 0], arr[:, 1].astype(np.int64), arr[:, 2].astype(np.int64))

@@ -15,6 +15,7 @@ import numpy as np
 import simpy
 import yaml
 
+from twin import yamlsafe
 from twin.errors import TwinInputError
 from twin.policy.registry import Registry
 from twin.resources import ZERO, AllocRequest, IsolationMode, QoS
@@ -281,13 +282,10 @@ class ManifestSource:
         if isinstance(m, str) and "\n" not in m and m.strip().endswith((".yaml", ".yml")):
             path = self.sim.loaded.resolve(m.strip())
             try:
-                return path.read_text(encoding="utf-8"), str(path)
-            except OSError as err:
+                return yamlsafe.read_text(path, what="manifest"), str(path)
+            except TwinInputError as err:
                 raise TwinInputError(
-                    f"cannot read the manifest: {err.strerror}",
-                    file=self.sim.loaded.source,
-                    field=f"{self.where}.manifest",
-                    value=m,
+                    err.message, file=self.sim.loaded.source, field=f"{self.where}.manifest", value=m
                 ) from err
         if isinstance(m, str):
             return m, f"{self.sim.loaded.source}#{self.where}.manifest"

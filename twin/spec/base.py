@@ -22,7 +22,9 @@ from twin.units import parse_bytes, parse_decimal, parse_duration, parse_percent
 class SpecModel(BaseModel):
     """camelCase field names as in the CRDs, unknown fields ignored, immutable."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True)
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True, allow_inf_nan=False
+    )
 
 
 def _as_value_error(fn: Any) -> Any:

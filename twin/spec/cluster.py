@@ -13,10 +13,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from twin import limits, yamlsafe
 from twin.errors import TwinInputError, TwinInputErrors
 from twin.hardware import HardwareCatalog, HardwareProfile, default_catalog
 from twin.policy.quota import QuotaStore
@@ -32,7 +32,9 @@ from twin.units import parse_quantity
 class _Strict(BaseModel):
     """camelCase keys; unknown keys are errors (a typo in a cluster file must not pass silently)."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True, allow_inf_nan=False
+    )
 
 
 def _cpu_milli(value: Any) -> int:
@@ -159,12 +161,7 @@ def _validation_errors(err: ValidationError, file: str) -> TwinInputError:
 def load_cluster(path: str | Path, catalog: HardwareCatalog | None = None) -> tuple[ClusterState, QuotaStore]:
     """Read and validate a cluster file; build the state and the quota store."""
     file = str(path)
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except OSError as err:
-        raise TwinInputError(f"cannot read cluster file: {err.strerror}", file=file) from err
-    except yaml.YAMLError as err:
-        raise TwinInputError(f"not valid YAML: {err}", file=file) from err
+    data = yamlsafe.load_file(path, what="cluster file")
     if not isinstance(data, Mapping):
         raise TwinInputError(
             "a cluster file is a mapping with pools, nodes and quotas", file=file, value=type(data).__name__
@@ -179,6 +176,13 @@ def build_cluster(
         spec = ClusterFile.model_validate(data)
     except ValidationError as err:
         raise _validation_errors(err, file) from None
+    nodes = sum(n.count for n in spec.nodes)
+    limits.check(limits.MAX_NODES, nodes, file=file, field="nodes[*].count")
+    gpus = sum(
+        n.count * (len(n.gpus) if n.gpus is not None else 8 if n.gpus_per_node is None else n.gpus_per_node)
+        for n in spec.nodes
+    )
+    limits.check(limits.MAX_GPUS, gpus, file=file, field="nodes[*] GPUs")
     return _Builder(spec, file, catalog or default_catalog()).build()
 
 

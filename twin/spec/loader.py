@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from twin import yamlsafe
 from twin.errors import TwinInputError, TwinInputErrors
 from twin.resources import QuotaSpec, Resource
 from twin.spec import annotations as A
@@ -272,26 +273,8 @@ def _raise_all(errors: Sequence[TwinInputError]) -> None:
 # --- YAML -> objects ----------------------------------------------------------------------------
 
 
-# libyaml's loader when available (several times faster); both record line marks on the nodes.
-_YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
 def _yaml_documents(text: str, source: str) -> Iterator[tuple[int, yaml.Node | None, Any]]:
-    loader = _YAML_LOADER(text)
-    try:
-        index = 0
-        while loader.check_node():
-            node = loader.get_node()
-            yield index, node, loader.construct_document(node) if node is not None else None
-            index += 1
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
-        problem = getattr(err, "problem", None) or str(err)
-        raise TwinInputError(
-            f"invalid YAML: {problem}", file=source, line=mark.line + 1 if mark is not None else None
-        ) from None
-    finally:
-        loader.dispose()
+    return yamlsafe.documents(text, source)
 
 
 def _line_of(node: yaml.Node | None, loc: Sequence[int | str]) -> int | None:
@@ -331,14 +314,19 @@ class _Builder:
         self.errors: list[TwinInputError] = []
         self._unnamed = 0
 
-    def add_text(self, text: str, source: str) -> None:
+    def add_text(self, text: str, source: str) -> int:
+        """Add every document; returns how many were not empty."""
+        found = 0
         try:
             for index, node, data in _yaml_documents(text, source):
                 if data is None:
                     continue  # an empty document, e.g. between two '---'
+                found += 1
                 self._add_document(data, node, source, index)
         except TwinInputError as err:
             self.errors.append(err)
+            return -1
+        return found
 
     def add_path(self, path: Path) -> None:
         if path.is_dir():
@@ -349,11 +337,13 @@ class _Builder:
                 self.add_path(f)
             return
         try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as err:
-            self.errors.append(TwinInputError(f"cannot read file: {err}", file=str(path)))
+            text = yamlsafe.read_text(path, what="manifest file")
+        except TwinInputError as err:
+            self.errors.append(err)
             return
-        self.add_text(text, str(path))
+        if self.add_text(text, str(path)) == 0:
+            # An empty file (or a wrong path truncated by a shell redirect) is never what was meant.
+            self.errors.append(TwinInputError("the file holds no Kubernetes objects", file=str(path)))
 
     def _add_document(self, data: Any, node: yaml.Node | None, file: str, index: int) -> None:
         line = node.start_mark.line + 1 if node is not None else None
@@ -521,13 +511,7 @@ def load_documents(paths: Sequence[str | Path]) -> SpecBundle:
 def parse_annotation_block(text: str, source_name: str = "<string>") -> dict[str, Any]:
     """Check a metadata fragment as docs show it (``metadata: {annotations: ..., labels: ...}``, or a bare
     ``key: value`` annotation map) and return the typed annotation values. Raises every error at once."""
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        raise TwinInputError(
-            f"invalid YAML: {getattr(err, 'problem', err)}", file=source_name, line=mark.line + 1 if mark else None
-        ) from None
+    data = yamlsafe.load(text, source_name)
     if not isinstance(data, dict):
         raise TwinInputError("expected a mapping of annotations", file=source_name, value=data)
     meta_raw = data["metadata"] if isinstance(data.get("metadata"), dict) else {"annotations": data}

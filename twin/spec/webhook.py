@@ -210,6 +210,20 @@ def normalise(src: PodSource, ctx: WebhookContext) -> WorkerSpec:
     if lim.tflops > 0 and lim.compute > 0:
         raise fail("tflops- and computePercent limit are mutually exclusive", fld=f"{src.meta_path}.annotations")
 
+    # Twin-only check: a request above a non-zero limit can never be honoured (the limiter caps usage
+    # below what the scheduler reserved). TensorFusion's webhook accepts it. Both written as annotations
+    # is a typo the twin refuses; a limit filled in from defaults or a profile only earns a warning.
+    for what, r, lm, key, lim_key in (
+        ("tflops", req.tflops, lim.tflops, A.TFLOPS_REQUEST, A.TFLOPS_LIMIT),
+        ("vram", req.vram, lim.vram, A.VRAM_REQUEST, A.VRAM_LIMIT),
+        ("compute-percent", req.compute, lim.compute, A.COMPUTE_REQUEST, A.COMPUTE_LIMIT),
+    ):
+        if lm > 0 and r > lm:
+            text = f"the {what} request is above its limit ({lm:g}); TensorFusion accepts this"
+            if key in a and lim_key in a:
+                raise fail(f"{text}, the twin refuses it", key, r)
+            warnings.append(f"{text}; the worker can never use what it requests")
+
     # 11. qos, vendor, gpu-indices (annotation indices set the GPU count).
     explicit_qos = a.get(A.QOS) or spec.qos
     qos_source = "annotation" if A.QOS in a else "profile"

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
+from twin import yamlsafe
 from twin.errors import TwinInputError, TwinInputErrors
 
 DEFAULT_VARIANT_COST = 10.0
@@ -53,11 +53,11 @@ Number = Annotated[float, BeforeValidator(_number)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
 
 
 class _Loose(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True, allow_inf_nan=False)
 
 
 class Metadata(_Loose):
@@ -272,10 +272,8 @@ def _config_map(bundle: WvaBundle, doc: dict[str, Any], file: str) -> None:
     elif name == "service-classes-config":
         for key, raw in data.items():
             try:
-                parsed = yaml.safe_load(raw) if isinstance(raw, str) else raw
+                parsed = yamlsafe.load(raw, f"{file}: {obj} data.{key}") if isinstance(raw, str) else raw
                 bundle.service_classes.append(ServiceClass.model_validate(parsed))
-            except yaml.YAMLError as err:
-                raise TwinInputError("not YAML", file=file, obj=obj, field=f"data.{key}", value=raw) from err
             except ValidationError as err:
                 raise _located(err, file, obj, f"data.{key}.") from err
 
@@ -306,15 +304,7 @@ def load_wva_documents(paths: Sequence[str | Path]) -> WvaBundle:
     bundle = WvaBundle()
     for path in paths:
         file = str(path)
-        try:
-            docs = list(yaml.safe_load_all(Path(path).read_text()))
-        except OSError as err:
-            raise TwinInputError(f"cannot read: {err.strerror}", file=file) from err
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            raise TwinInputError(
-                "not valid YAML", file=file, line=(mark.line + 1) if mark is not None else None
-            ) from err
+        docs = yamlsafe.load_file_all(path, what="manifest file")
         for doc in docs:
             if doc is None:
                 continue

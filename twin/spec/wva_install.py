@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 import yaml
 
+from twin import yamlsafe
 from twin.errors import TwinInputError
 
 Action = Literal["install", "upgrade", "uninstall"]
@@ -115,12 +116,8 @@ def _read_yaml(path: Path) -> Any:
         raise TwinInputError(f"cannot read: {err.strerror}", file=str(path)) from err
     if len(raw) > MAX_FILE_BYTES:
         raise TwinInputError(f"larger than {MAX_FILE_BYTES:,} bytes", file=str(path))
-    try:
-        return yaml.safe_load(raw.decode("utf-8"))
-    except UnicodeDecodeError as err:
-        raise TwinInputError("not a text (UTF-8) file", file=str(path)) from err
-    except (yaml.YAMLError, RecursionError) as err:
-        raise TwinInputError("not valid YAML", file=str(path)) from err
+    # The shared bounded reader: alias expansion and nesting are measured before construction.
+    return yamlsafe.load(yamlsafe.decode(raw, str(path)), str(path))
 
 
 def _version(value: object, file: str, where: str) -> tuple[int, int, int]:
