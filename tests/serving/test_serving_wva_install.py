@@ -268,3 +268,25 @@ def test_cli_exit_codes_and_json() -> None:
     assert {m["namespace"]: m["autoscaled"] for m in models} == {"llm-d-model-a": False, "llm-d-model-b": True}
     missing = runner.invoke(main, ["wva", "check", "/nonexistent.yaml"])
     assert missing.exit_code == 2
+
+
+def test_validate_diagnoses_installation_files_naming_object_and_field() -> None:
+    runner = CliRunner()
+    good = runner.invoke(main, ["validate", str(EXAMPLES / "install-multi-model.yaml")])
+    assert good.exit_code == 0 and "2 models autoscaled" in good.output
+    scoped = runner.invoke(main, ["validate", str(EXAMPLES / "troubleshoot-namespace-scoped.yaml")])
+    assert scoped.exit_code == 1
+    assert f"Deployment/workload-variant-autoscaler-system/{CONTROLLER_NAME}" in scoped.output
+    assert "--watch-namespace='workload-variant-autoscaler-system'" in scoped.output
+    unknown = runner.invoke(main, ["validate", str(EXAMPLES / "troubleshoot-hpa-unknown.yaml")])
+    assert unknown.exit_code == 1
+    assert "selector.matchLabels.variant_name='ms-model-b-llm-d-modelservice'" in unknown.output
+
+
+def test_validate_reads_wva_objects_beside_manifests() -> None:
+    runner = CliRunner()
+    pods = str(EXAMPLES.parent / "pods.yaml")
+    pool = str(EXAMPLES.parent / "workloads" / "pool.yaml")  # the pods name this pool
+    result = runner.invoke(main, ["validate", str(EXAMPLES / "llama-8b.yaml"), pods, pool])
+    assert result.exit_code == 0, result.output
+    assert "2 VariantAutoscaling, 2 HPA" in result.output and "OK " + pods in result.output

@@ -12,9 +12,13 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from twin import yamlsafe
 from twin.errors import EXIT_INPUT, TwinInputError, TwinInputErrors
+from twin.policy.serving.wva_install import run_installation
 from twin.resources import Resource
 from twin.spec import SpecBundle, WorkerSpec, load_documents_lenient
+from twin.spec.wva import load_wva_documents
+from twin.spec.wva_install import load_installation
 from twin.units import format_bytes_short, format_percent, format_tflops, parse_bytes, parse_tflops
 
 
@@ -128,6 +132,12 @@ def validate(files: tuple[str, ...], capacity_options: tuple[str, ...], strict: 
     and exits 1. Warnings (unknown tensor-fusion.ai annotations, no-op settings) do not fail
     unless --strict.
     """
+    wva_failed = _validate_wva_files(wva_files := [f for f in files if _wva_kind(f)], strict)
+    files = tuple(f for f in files if f not in wva_files)
+    if not files:
+        if wva_failed:
+            raise SystemExit(1)
+        return
     bundle, specs, errors = _check(files, capacity_options)
     warnings = [w.render() for w in bundle.warnings]
     warnings += [f"{bundle.file_of(obj) or '<input>'}: {obj}: {w}" for obj, spec in specs for w in spec.warnings]
@@ -144,8 +154,65 @@ def validate(files: tuple[str, ...], capacity_options: tuple[str, ...], strict: 
                 f"OK {f}: {objects} object{'s' * (objects != 1)}, "
                 f"{workers} TensorFusion pod template{'s' * (workers != 1)}"
             )
-    if errors or (strict and warnings):
+    if errors or (strict and warnings) or wva_failed:
         raise SystemExit(1)
+
+
+_WVA_OBJECT_KINDS = {"VariantAutoscaling", "HorizontalPodAutoscaler", "ConfigMap"}
+
+
+def _wva_kind(path: str) -> str | None:
+    """``install`` for a WVAInstallation file, ``objects`` for a file of only WVA objects, else None.
+
+    Unreadable files return None so the manifest loader reports them with its full context."""
+    try:
+        docs = [d for d in yamlsafe.load_file_all(path, what="manifest file") if d is not None]
+    except TwinInputError:
+        return None
+    kinds = {d.get("kind") for d in docs if isinstance(d, dict)}
+    if kinds == {"WVAInstallation"}:
+        return "install"
+    # the manifest loader knows none of these kinds: a file of only WVA objects goes to the WVA loader
+    return "objects" if docs and kinds <= _WVA_OBJECT_KINDS else None
+
+
+def _validate_wva_files(files: Sequence[str], strict: bool) -> bool:
+    """WVA objects through the WVA loader; installation files through the Helm model and its diagnosis.
+
+    Returns whether any of them failed (an error, a model WVA would not scale, or a warning with --strict)."""
+    failed = False
+    for f in files:
+        try:
+            if _wva_kind(f) == "objects":
+                wva_bundle = load_wva_documents([f])
+                click.echo(
+                    f"OK {f}: {len(wva_bundle.variants)} VariantAutoscaling, {len(wva_bundle.hpas)} HPA, "
+                    f"{len(wva_bundle.accelerator_costs)} accelerator cost, "
+                    f"{len(wva_bundle.service_classes)} service class"
+                )
+                continue
+            installation = load_installation(Path(f))
+        except TwinInputError as err:
+            for e in _flatten([err]):
+                click.echo(f"error: {e.render()}", err=True)
+            failed = True
+            continue
+        outcome = run_installation(installation.steps, installation.manifests, source=f)
+        problems = [
+            f"{r.step.source}: helm {r.step.action} {r.step.release}: {r.message}" for r in outcome.steps if not r.ok
+        ]
+        problems += [n.render() for n in outcome.notices if n.severity == "error"]
+        problems += [n.render() for m in outcome.models for n in m.reasons]
+        warnings = [n.render() for n in outcome.notices if n.severity == "warning"]
+        for w in warnings:
+            click.echo(f"warning: {w}", err=True)
+        for problem in problems:
+            click.echo(f"error: {problem}", err=True)
+        if problems or (strict and warnings):
+            failed = True
+        else:
+            click.echo(f"OK {f}: {len(outcome.steps)} Helm steps, {len(outcome.models)} models autoscaled")
+    return failed
 
 
 def _resource_cell(r: Resource) -> str:
