@@ -69,7 +69,9 @@ def test_ctrl_c_stops_within_seconds_keeps_finished_runs_and_says_how_to_resume(
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 130, stderr
-    assert elapsed < 5, f"took {elapsed:.1f} s to stop"
+    # ~0.1 s when the machine is quiet; the bound is loose so a loaded CI machine cannot flake it, and still
+    # far below the minutes the remaining long runs would take if Ctrl-C waited for the queue
+    assert elapsed < 15, f"took {elapsed:.1f} s to stop"
     assert "2 of 4 runs are saved" in stderr and "Run the same command again to resume" in stderr
     assert "Traceback" not in stderr
     rows = [json.loads(line) for line in (out / RUNS_FILE).read_text().splitlines()]
@@ -111,7 +113,9 @@ def test_ctrl_c_stops_a_plan_and_says_how_to_resume(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 130, stderr
-    assert elapsed < 5, f"took {elapsed:.1f} s to stop"
+    # ~0.1 s when the machine is quiet; the bound is loose so a loaded CI machine cannot flake it, and still
+    # far below the minutes the remaining long runs would take if Ctrl-C waited for the queue
+    assert elapsed < 15, f"took {elapsed:.1f} s to stop"
     saved = len((out / RUNS_FILE).read_text().splitlines())
     assert f"{saved} finished runs are saved" in stderr and "Run the same command again to resume" in stderr
     assert _all_gone(workers, 5)
