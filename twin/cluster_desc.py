@@ -88,16 +88,7 @@ def build_state(desc: ClusterDescription, catalog: HardwareCatalog) -> ClusterSt
             except TwinInputError as err:
                 w = node.where
                 raise TwinInputError(err.message, file=w.file, obj=w.obj, field=w.field, value=node.hardware) from err
-        state.add_node(
-            node.name,
-            node.pool,
-            cpu_milli=node.cpu_milli,
-            memory=node.memory,
-            cost_per_hour=node.cost_per_hour,
-            ram_bytes=node.ram_bytes,
-            data_disk_bytes=node.data_disk_bytes,
-            labels=dict(node.labels) if node.labels else None,
-        )
+        _add_node(state, node)
         capacity = node.gpu_capacity or profile.capacity
         for j in range(node.gpus):
             if node.partitions:
@@ -119,7 +110,8 @@ def build_state(desc: ClusterDescription, catalog: HardwareCatalog) -> ClusterSt
     return state
 
 
-def _add_listed(state: ClusterState, node: NodeSpec, gpus: tuple[GPUSpec, ...]) -> None:
+def _add_node(state: ClusterState, node: NodeSpec) -> None:
+    """The node row itself (its GPUs are added by the caller: from a profile or from a GPU list)."""
     state.add_node(
         node.name,
         node.pool,
@@ -130,6 +122,10 @@ def _add_listed(state: ClusterState, node: NodeSpec, gpus: tuple[GPUSpec, ...]) 
         data_disk_bytes=node.data_disk_bytes,
         labels=dict(node.labels) if node.labels else None,
     )
+
+
+def _add_listed(state: ClusterState, node: NodeSpec, gpus: tuple[GPUSpec, ...]) -> None:
+    _add_node(state, node)
     for g in gpus:
         p = g.profile
         state.add_gpu(

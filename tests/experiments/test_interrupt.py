@@ -46,6 +46,19 @@ def _wait_for_rows(out: Path, rows: int, proc: subprocess.Popen[str], timeout: f
     raise AssertionError("the short runs did not finish in time")
 
 
+def _ctrl_c_after_two_runs(out: Path, proc: subprocess.Popen[str]) -> tuple[list[int], str, float]:
+    """Ctrl-C (SIGINT to the process group) once two runs are saved: (worker pids, stderr, seconds to stop)."""
+    try:
+        workers = _wait_for_rows(out, 2, proc)
+        sent = time.monotonic()
+        os.killpg(proc.pid, signal.SIGINT)
+        _, stderr = proc.communicate(timeout=30)
+        return workers, stderr, time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
 def _all_gone(pids: list[int], timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -59,15 +72,7 @@ def _all_gone(pids: list[int], timeout: float) -> bool:
 def test_ctrl_c_stops_within_seconds_keeps_finished_runs_and_says_how_to_resume(tmp_path: Path) -> None:
     out = tmp_path / "sweep"
     proc = _start(out)
-    try:
-        workers = _wait_for_rows(out, 2, proc)
-        sent = time.monotonic()
-        os.killpg(proc.pid, signal.SIGINT)
-        _, stderr = proc.communicate(timeout=30)
-        elapsed = time.monotonic() - sent
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    workers, stderr, elapsed = _ctrl_c_after_two_runs(out, proc)
     assert proc.returncode == 130, stderr
     # ~0.1 s when the machine is quiet; the bound is loose so a loaded CI machine cannot flake it, and still
     # far below the minutes the remaining long runs would take if Ctrl-C waited for the queue
@@ -103,15 +108,7 @@ def test_ctrl_c_stops_a_plan_and_says_how_to_resume(tmp_path: Path) -> None:
     cmd += ["cost_usd.nodes", "--constraint", "slo_attainment>=0.9", "--vary", "pools.h100.count=4..64"]
     cmd += ["--seeds", "2", "--workers", "2", "-o", str(out)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        workers = _wait_for_rows(out, 2, proc)
-        sent = time.monotonic()
-        os.killpg(proc.pid, signal.SIGINT)
-        _, stderr = proc.communicate(timeout=30)
-        elapsed = time.monotonic() - sent
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    workers, stderr, elapsed = _ctrl_c_after_two_runs(out, proc)
     assert proc.returncode == 130, stderr
     # ~0.1 s when the machine is quiet; the bound is loose so a loaded CI machine cannot flake it, and still
     # far below the minutes the remaining long runs would take if Ctrl-C waited for the queue
