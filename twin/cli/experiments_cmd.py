@@ -15,8 +15,10 @@ from rich.table import Table
 
 from twin.atomic import atomic_write_text
 from twin.cli.params import SeedList
+from twin.cli.plan_output import answer_json, print_plan
 from twin.cli.run_progress import RunProgress
 from twin.errors import TwinInputError
+from twin.experiments import serving_constraints
 from twin.experiments.check import DEFAULT_ALPHA, DEFAULT_SEEDS, Comparison, Verdict, fmt_estimate, fmt_p, run_check
 from twin.experiments.metric_names import check_metric_names, default_objective, probe_metric_names
 from twin.experiments.plan import Constraint, Dimension, PlanResult, parse_constraint, parse_vary, search
@@ -156,7 +158,13 @@ def headline_metrics(metrics: Sequence[str], limit: int = 6) -> list[str]:
     "--objective", default=None, help="metric to optimise (see --maximise); default cost_usd.nodes (serving: cost)"
 )
 @click.option("--maximise", is_flag=True, help="maximise the objective instead of minimising it")
-@click.option("--constraint", "constraints", multiple=True, metavar="METRIC>=X", help="repeatable")
+@click.option(
+    "--constraint",
+    "constraints",
+    multiple=True,
+    metavar="METRIC>=X",
+    help="repeatable; serving.MODEL.METRIC names served models by key, namespace, ID or glob: serving.*.slo_attainment",
+)
 @click.option("--vary", "vary_items", multiple=True, required=True, metavar="KEY=A..B", help="repeatable")
 @click.option(
     "--seeds",
@@ -191,6 +199,7 @@ def plan(
     # Metric names are checked on a short probe run before the search simulates anything.
     names = probe_metric_names(scenario, [f"{d.key}={d.values[0]}" for d in dims], _runner_fn(runner))
     objective = objective or default_objective(names)
+    parsed = serving_constraints.expand(parsed, names, scenario=scenario)
     check_metric_names(
         {"--objective": objective, **{f"--constraint {c}": c.metric for c in parsed}}, names, scenario=scenario
     )
@@ -203,7 +212,7 @@ def plan(
             result = _plan_search(pool, progress, *args)
     except SweepInterrupted as stop:
         _interrupted(stop, "plan")
-    answer = _plan_answer(result)
+    answer = answer_json(result, scenario)
     atomic_write_text(Path(out_dir) / "plan.json", json.dumps(answer, indent=2, sort_keys=True) + "\n")
     if result.evaluations:
         from twin.experiments.plan_plot import draw_plan
@@ -212,7 +221,9 @@ def plan(
     if as_json:
         click.echo(json.dumps(answer, sort_keys=True))
     else:
-        _print_plan(result)
+        extra = answer["answer"]
+        assert isinstance(extra, dict)
+        print_plan(result, extra, _console)
     if result.best is None:
         sys.exit(1)
 
@@ -264,57 +275,6 @@ def _interrupted(stop: SweepInterrupted, command: str) -> NoReturn:
         "finished runs are reused, not recomputed."
     )
     sys.exit(130)
-
-
-def _plan_answer(result: PlanResult) -> dict[str, object]:
-    def point(e: object) -> dict[str, object]:
-        from twin.experiments.plan import Evaluation
-
-        assert isinstance(e, Evaluation)
-        return {
-            "params": e.params,
-            "feasible": e.feasible,
-            "metrics": {
-                k: {"mean": v.mean, "ci_low": v.low, "ci_high": v.high} for k, v in sorted(e.estimates.items())
-            },
-        }
-
-    return {
-        "objective": result.objective,
-        "minimise": result.minimise,
-        "constraints": [str(c) for c in result.constraints],
-        "best": point(result.best) if result.best else None,
-        "evaluated": [point(e) for e in sorted(result.evaluations, key=lambda e: e.point)],
-    }
-
-
-def _print_plan(result: PlanResult) -> None:
-    table = Table(title=f"evaluated configurations ({len(result.evaluations)})")
-    for d in result.dimensions:
-        table.add_column(d.key, justify="right")
-    table.add_column(result.objective, justify="right")
-    for c in result.constraints:
-        table.add_column(f"{c.metric} [CI]", justify="right")
-    table.add_column("feasible")
-    for e in sorted(result.evaluations, key=lambda e: e.point):
-        cells = [str(e.params[d.key]) for d in result.dimensions]
-        cells.append(f"{e.estimates[result.objective].mean:.4g}")
-        for c in result.constraints:
-            est = e.estimates[c.metric]
-            cells.append(f"{est.mean:.4g} [{est.low:.3g}, {est.high:.3g}]")
-        mark = "[green]yes[/]" if e.feasible else "[red]no[/]"
-        if e is result.best:
-            mark += " [bold]<- best[/]"
-        cells.append(mark)
-        table.add_row(*cells)
-    Console().print(table)
-    if result.best is None:
-        _console.print("[red]no configuration in the range meets the constraints[/]")
-    else:
-        params = ", ".join(f"{k}={v}" for k, v in result.best.params.items())
-        _console.print(
-            f"[bold green]answer:[/] {params} ({result.objective} = {result.best.estimates[result.objective].mean:.4g})"
-        )
 
 
 @click.command()

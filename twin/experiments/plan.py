@@ -7,6 +7,11 @@ feasible point in O(d * log(range)) evaluations instead of prod(range). Every ev
 kept, the answer is the best feasible one among them by the objective, and the evaluated points
 give the cost-versus-constraint Pareto front. A point is feasible when the confidence bound on
 the constraint's side clears it (``slo_attainment>=0.99`` needs the lower CI bound >= 0.99).
+
+After the search, the answer is polished: each one-step-cheaper neighbour (one value lower on one
+axis) is evaluated too, and the answer moves to a feasible one that is better by the objective, so
+the answer is a local minimum whose every cheaper neighbour was simulated and failed (the report
+names that neighbour and the constraint it missed).
 """
 
 from __future__ import annotations
@@ -20,7 +25,11 @@ from twin.errors import TwinInputError
 from twin.experiments.stats import Estimate, estimate
 from twin.experiments.sweep import expand_range
 
-_CONSTRAINT = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(>=|<=|>|<)\s*([-+0-9.eE]+)\s*$")
+# A metric name is any run of characters without blanks or comparison signs: per-model serving
+# metrics carry a model ID and namespace (``serving.meta-llama/Llama-3.1-8B|chat.slo_attainment``)
+# or a glob (``serving.*.slo_attainment``); twin.experiments.serving_constraints resolves those.
+_CONSTRAINT = re.compile(r"^\s*([A-Za-z_*?\[][^\s<>=!]*?)\s*(>=|<=|>|<)\s*(\S+)\s*$")
+MAX_METRIC_CHARS = 512
 
 
 @dataclass(frozen=True)
@@ -43,7 +52,7 @@ class Constraint:
 
 def parse_constraint(text: str) -> Constraint:
     m = _CONSTRAINT.match(text)
-    if not m:
+    if not m or len(m.group(1)) > MAX_METRIC_CHARS:
         raise TwinInputError("a constraint looks like metric>=number (or <=, >, <)", field="--constraint", value=text)
     try:
         threshold = float(m.group(3))
@@ -126,6 +135,7 @@ def search(
     minimise: bool = True,
     confidence: float = 0.95,
     max_rounds: int = 3,
+    max_polish: int = 16,
 ) -> PlanResult:
     result = PlanResult(objective, minimise, list(constraints), list(dimensions))
     cache: dict[Point, Evaluation] = {}
@@ -167,6 +177,41 @@ def search(
         if current == before or len(dimensions) == 1:
             break
     sign = 1.0 if minimise else -1.0
-    feasible = [e for e in result.evaluations if e.feasible]
-    result.best = min(feasible, key=lambda e: (sign * e.estimates[objective].mean, e.point))
+
+    def better(e: Evaluation) -> tuple[float, Point]:
+        return (sign * e.estimates[objective].mean, e.point)
+
+    best = min((e for e in result.evaluations if e.feasible), key=better)
+    for _ in range(max_polish):  # bounded: each move strictly improves the objective
+        downs = [(*best.point[:a], best.point[a] - 1, *best.point[a + 1 :]) for a in range(len(dimensions))]
+        moves = [ev for ev in (judge(p) for p in downs if min(p) >= 0) if ev.feasible and better(ev) < better(best)]
+        if not moves:
+            break
+        best = min(moves, key=better)
+    result.best = min((e for e in result.evaluations if e.feasible), key=better)
     return result
+
+
+def cheaper_neighbours(result: PlanResult) -> list[Evaluation]:
+    """The evaluated configurations one value lower than the answer on one axis, in axis order."""
+    if result.best is None:
+        return []
+    by_point = {e.point: e for e in result.evaluations}
+    p = result.best.point
+    downs = [(*p[:a], p[a] - 1, *p[a + 1 :]) for a in range(len(p)) if p[a] > 0]
+    return [by_point[d] for d in downs if d in by_point]
+
+
+def nearest_cheaper_failure(result: PlanResult) -> Evaluation | None:
+    """The infeasible evaluated configuration closest to the answer by the objective, on its better side."""
+    if result.best is None:
+        return None
+    sign = 1.0 if result.minimise else -1.0
+    best = sign * result.best.estimates[result.objective].mean
+    cheaper = [e for e in result.evaluations if not e.feasible and sign * e.estimates[result.objective].mean < best]
+    return max(cheaper, key=lambda e: (sign * e.estimates[result.objective].mean, e.point), default=None)
+
+
+def missed(result: PlanResult, ev: Evaluation) -> list[Constraint]:
+    """The constraints ``ev`` does not meet with confidence."""
+    return [c for c in result.constraints if not c.satisfied_by(ev.estimates[c.metric])]
