@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
 TRACE_DIR = Path(os.environ.get("TWIN_OPENB_DIR", ROOT.parent / "shared" / "data" / "openb"))
 PLOTS = {
-    "capacity_planning": ["plan.png", "slo_by_qos.png"],
+    "capacity_planning": ["plan.png", "slo_by_a100.png"],
     "migration_enabled_replicas": ["migration_steps.png"],
     "placement_policies_on_trace": ["fill_up_curves.png"],
     "choosing_llm_autoscaler": ["attainment_vs_cost.png", "replicas_over_time.png"],

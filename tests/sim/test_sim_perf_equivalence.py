@@ -27,9 +27,10 @@ PINNED: dict[str, tuple[str, str, str]] = {
         "02ed6c3211e0e3a0ee6e8550738a4f56c1be50d9e05909df438b321b07a14cab",
     ),
     "capacity-planning": (
-        "48eaf6fec88a4d7a393bd72badc979f4729cd4d9d7e58798aa8ba0046244eead",
-        "e2331af24cc6aa984cdc1f65b4445dd0577c01609911389e7f815209072fe2b3",
-        "8b397982c003da0f6408959246b1f261d7b00fa3ae3d6bcf19fea83d3e29a4b6",
+        # re-pinned when the scenario was rebuilt (issue 14, item 5: served LLMs in a mixed pool)
+        "8a9e9c094239ca2bce173010bd7b659b5bfbefe2b2048d372bf512cd5e613f89",
+        "563ab742dd42eb888c0b0509c9c2e4e768c9003c19a8f0e395ffd4fdc03d5c25",
+        "f07bdf7d101350a178e2018792180b04f97a917d9fe6c8fa05fd11bbf19e5e1a",
     ),
     "mig-partitions": (
         "6e51c8e26ec536be1bf4f484f9a1815f06649f6365d976278d3a2a4a962ac849",

@@ -24,9 +24,11 @@ from twin.experiments.metric_names import check_metric_names, default_objective,
 from twin.experiments.plan import Constraint, Dimension, PlanResult, parse_constraint, parse_vary, search
 from twin.experiments.sweep import (
     DEFAULT_RUNNER,
+    RUNS_FILE,
     RunFn,
     RunPool,
     SweepInterrupted,
+    SweepResult,
     aggregate,
     make_executor,
     parse_grid,
@@ -212,6 +214,8 @@ def plan(
             result = _plan_search(pool, progress, *args)
     except SweepInterrupted as stop:
         _interrupted(stop, "plan")
+    except KeyboardInterrupt:  # between two configurations' sweeps: the same message and exit
+        _interrupted(SweepInterrupted(SweepResult(), Path(out_dir) / RUNS_FILE, 0), "plan")
     answer = answer_json(result, scenario)
     atomic_write_text(Path(out_dir) / "plan.json", json.dumps(answer, indent=2, sort_keys=True) + "\n")
     if result.evaluations:

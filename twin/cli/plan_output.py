@@ -4,13 +4,22 @@ nearest cheaper configuration that fails, with the constraint it misses)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from twin.experiments import plan_answer
-from twin.experiments.plan import Evaluation, PlanResult, cheaper_neighbours, missed, nearest_cheaper_failure
+from twin.experiments.plan import (
+    Constraint,
+    Evaluation,
+    PlanResult,
+    cheaper_neighbours,
+    missed,
+    nearest_cheaper_failure,
+)
+from twin.experiments.serving_constraints import model_keys, short
 
 
 def _point(e: Evaluation) -> dict[str, object]:
@@ -36,13 +45,18 @@ def _ci(v: dict[str, float]) -> str:
     return f"{v['mean']:.4g} [{v['ci_low']:.3g}, {v['ci_high']:.3g}]"
 
 
+def _label(c: Constraint, keys: list[str]) -> str:
+    return str(replace(c, metric=short(c.metric, keys)))
+
+
 def print_plan(result: PlanResult, extra: dict[str, Any], console: Console) -> None:
+    keys = model_keys(result.evaluations[0].estimates) if result.evaluations else []
     table = Table(title=f"evaluated configurations ({len(result.evaluations)})")
     for d in result.dimensions:
         table.add_column(d.key, justify="right")
     table.add_column(result.objective, justify="right")
     for c in result.constraints:
-        table.add_column(f"{c} [CI]", justify="right", overflow="fold")
+        table.add_column(f"{_label(c, keys)} [CI]", justify="right", overflow="fold")
     table.add_column("feasible")
     for e in sorted(result.evaluations, key=lambda e: e.point):
         cells = [str(e.params[d.key]) for d in result.dimensions]
@@ -65,7 +79,7 @@ def print_plan(result: PlanResult, extra: dict[str, Any], console: Console) -> N
     )
     _print_fleet(extra, console)
     _print_slos(extra, console)
-    _print_cheaper(result, console)
+    _print_cheaper(result, keys, console)
 
 
 def _print_fleet(extra: dict[str, Any], console: Console) -> None:
@@ -89,7 +103,7 @@ def _print_slos(extra: dict[str, Any], console: Console) -> None:
         console.print("  start-time SLO: " + ", ".join(f"{m} {_ci(v)}" for m, v in start.items()))
 
 
-def _print_cheaper(result: PlanResult, console: Console) -> None:
+def _print_cheaper(result: PlanResult, keys: list[str], console: Console) -> None:
     near = nearest_cheaper_failure(result)
     shown = [e for e in cheaper_neighbours(result) if e is not near]
     if near is not None:
@@ -99,6 +113,9 @@ def _print_cheaper(result: PlanResult, console: Console) -> None:
     for e in shown:
         what = "nearest cheaper configuration that fails" if e is near else "one step cheaper"
         params = ", ".join(f"{k}={v}" for k, v in e.params.items())
-        reasons = "; ".join(plan_answer.describe_missed(c, e.estimates[c.metric]) for c in missed(result, e))
+        reasons = "; ".join(
+            plan_answer.describe_missed(replace(c, metric=short(c.metric, keys)), e.estimates[c.metric])
+            for c in missed(result, e)
+        )
         cost = e.estimates[result.objective].mean
         console.print(f"  {what}: {params} ({result.objective} = {cost:.4g}): misses {reasons}")

@@ -111,6 +111,17 @@ def resolve(metric: str, names: set[str], *, scenario: str | None = None) -> lis
     )
 
 
+def short(metric: str, keys: Sequence[str]) -> str:
+    """``serving.<key>.m`` as ``serving.<namespace>.m`` when that namespace names one model (for tables)."""
+    for k in keys:
+        head = f"{PREFIX}{k}."
+        if metric.startswith(head):
+            ns = aliases(k)[1]
+            if select(ns, keys) == [k]:
+                return f"{PREFIX}{ns}.{metric[len(head) :]}"
+    return metric
+
+
 def expand(constraints: Sequence[Constraint], names: set[str], *, scenario: str | None = None) -> list[Constraint]:
     """Each ``serving.`` constraint as one constraint per model it names; others unchanged."""
     out: list[Constraint] = []
