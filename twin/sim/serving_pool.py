@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import simpy
 
@@ -149,8 +149,7 @@ def _kv_from_slices(config: ServingConfig, m: ServedModel, file: str | None, whe
 
 
 def _start_model(ev: simpy.Event) -> None:
-    serving: ServingSim = ev.value
-    serving.start()
+    cast(ServingSim, ev.value).start()
 
 
 def model_key(m: ServedModel) -> str:
