@@ -10,6 +10,7 @@ from typing import Any
 
 from twin.atomic import atomic_write_bytes
 from twin.experiments.plan import Evaluation, PlanResult
+from twin.experiments.serving_constraints import model_keys, short
 
 
 def draw_plan(result: PlanResult, path: Path) -> Path:
@@ -19,6 +20,7 @@ def draw_plan(result: PlanResult, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     metrics = [c.metric for c in result.constraints] or [result.objective]
+    models = model_keys(result.evaluations[0].estimates) if result.evaluations else []
     fig, axes = plt.subplots(1, len(metrics), figsize=(6.5 * len(metrics), 4.8), squeeze=False)
     for ax, metric in zip(axes[0], metrics, strict=True):
         pts = [e for e in result.evaluations if metric in e.estimates]
@@ -46,7 +48,7 @@ def draw_plan(result: PlanResult, path: Path) -> Path:
             )
         for c in result.constraints:
             if c.metric == metric:
-                ax.axhline(c.threshold, color="tab:orange", lw=1, label=f"constraint {c}")
+                ax.axhline(c.threshold, color="tab:orange", lw=1, label=f"constraint {short(str(c), models)}")
         if result.best is not None and metric in result.best.estimates:
             ax.scatter(
                 [result.best.estimates[result.objective].mean],
@@ -59,7 +61,7 @@ def draw_plan(result: PlanResult, path: Path) -> Path:
                 label="answer",
             )
         ax.set_xlabel(result.objective)
-        ax.set_ylabel(metric)
+        ax.set_ylabel(short(metric, models))  # a served model by its namespace when that is unambiguous
         ax.grid(alpha=0.3)
         # Below the axes: inside, the legend hid points and error bars.
         ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
