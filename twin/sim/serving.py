@@ -168,6 +168,8 @@ class Replica:
         self.stretch = 1.0  # step time multiplier: 1 / the share of its GPUs it receives (pool mode)
         self.evictions = 0
         self._proc: simpy.Process | None = None
+        self.busy_s = 0.0  # seconds spent stepping (pool mode: its compute demand is the busy fraction)
+        self._busy_from: float | None = None
         self.running: list[_Seq] = []
         self.waiting: deque[_Seq] = deque()
         self.reserved_blocks = 0
@@ -193,6 +195,16 @@ class Replica:
     def load(self) -> int:
         return len(self.running) + len(self.waiting)
 
+    def busy_seconds(self) -> float:
+        """Seconds spent stepping so far (a step in progress counts up to now)."""
+        since = self._busy_from
+        return self.busy_s + (self.env.now - since if since is not None else 0.0)
+
+    def _idle(self) -> None:
+        if self._busy_from is not None:
+            self.busy_s += self.env.now - self._busy_from
+            self._busy_from = None
+
     # ---------------------------------------------------------------- lifecycle
 
     def start(self, ready_now: bool) -> None:
@@ -203,6 +215,7 @@ class Replica:
         reset to be computed again from their prompt."""
         proc = self._proc
         self._proc = None
+        self._idle()
         if proc is not None and proc.is_alive and proc is not self.env.active_process:
             proc.interrupt("evicted")
         held = [*self.running, *self.waiting]
@@ -267,14 +280,18 @@ class Replica:
                 self._preempt_for_space()
             if not self.running:
                 if self.state == "draining" and not self.waiting:
+                    self._idle()
                     self.state = "gone"
                     self.sim.replica_gone(self)
                     return
                 self._set_step(0.0)
+                self._idle()
                 self._wake = self.env.event()
                 yield self._wake
                 self._wake = None
                 continue
+            if self._busy_from is None:
+                self._busy_from = self.env.now
             if any(s.prefill_left > 0 for s in self.running):
                 yield from self._mixed_step(alpha, beta, gamma)
                 continue
