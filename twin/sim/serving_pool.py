@@ -27,11 +27,13 @@ import simpy
 from twin.errors import TwinInputError
 from twin.hardware import default_catalog
 from twin.policy.serving.autoscalers import autoscaler_names, get_autoscaler
+from twin.policy.serving.wva_models import NO_INSTALLATION
 from twin.resources import AllocRequest, IsolationMode
 from twin.scenario import ServedModel, ServedVariant, ServingWorkload, UsageProfile
 from twin.seeding import component_rng
 from twin.sim.generators import UsageSeries
 from twin.sim.serving import Replica, ServingResult, ServingSim
+from twin.sim.serving_install import installation_autoscaling
 from twin.sim.serving_scenario import check_model_doc, serving_config, traffic_trace
 from twin.sim.sources import WORKLOAD_KINDS
 from twin.sim.workers import Outcome, SimWorker
@@ -136,8 +138,10 @@ class ServingSource:
     def __init__(self, sim: Simulation, wl: ServingWorkload, index: int) -> None:
         self.sim = sim
         self.wl = wl
+        self.index = index
         self.where = f"workloads.{index}.serving.models"
         self.models: dict[str, ServingSim] = {}
+        self.autoscaling: dict[str, dict[str, object]] = {}  # per model: {"active", "reason"}
 
     def install(self) -> None:
         sim, wl = self.sim, self.wl
@@ -146,6 +150,9 @@ class ServingSource:
         pool = wl.pool or sim.scenario.default_pool
         pool_cfg = sim.scenario.pools[pool]
         duration = sim.scenario.duration
+        installed = installation_autoscaling(
+            wl.serving, base, file or "", f"workloads.{self.index}.serving.installation"
+        )
         for i, m in enumerate(wl.serving.models):
             where = f"{self.where}.{i}."
             check_model_doc(m, base, file or "", where)
@@ -170,9 +177,16 @@ class ServingSource:
                 v.name: replica_request(v, pool, m.model.namespace, wl.name, pool_cfg.isolation) for v in m.variants
             }
             pods = PoolReplicaPods(sim, templates, wl.name)
-            serving = ServingSim(config, trace, scaler, duration_s=duration, env=sim.env, pods=pods)
+            verdict = installed.get((m.model.namespace, m.model.id)) if installed is not None else None
+            active = verdict.active if verdict is not None else True
+            serving = ServingSim(
+                config, trace, scaler, duration_s=duration, env=sim.env, pods=pods, autoscaling_active=active
+            )
             pods.serving = serving
             self.models[model_key(m)] = serving
+            self.autoscaling[model_key(m)] = (
+                verdict.as_dict() if verdict is not None else {"active": True, "reason": NO_INSTALLATION}
+            )
             serving.start()
         sim.finishers.append(self.finish)
 
@@ -185,7 +199,7 @@ class ServingSource:
         for key, serving in self.models.items():
             result = serving.finish()
             results[key] = result
-            section[key] = model_summary(result, self.wl.name)
+            section[key] = model_summary(result, self.wl.name) | {"autoscaling": self.autoscaling[key]}
 
 
 WORKLOAD_KINDS.register("ServingWorkload", ServingSource)
