@@ -32,7 +32,7 @@ from twin.resources import AllocRequest, IsolationMode
 from twin.scenario import ServedModel, ServedVariant, ServingWorkload, UsageProfile
 from twin.seeding import component_rng
 from twin.sim.generators import UsageSeries
-from twin.sim.serving import Replica, ServingResult, ServingSim
+from twin.sim.serving import Replica, ServingConfig, ServingResult, ServingSim
 from twin.sim.serving_install import installation_autoscaling
 from twin.sim.serving_scenario import check_model_doc, serving_config, traffic_trace
 from twin.sim.sources import WORKLOAD_KINDS
@@ -127,6 +127,29 @@ def replica_request(
     )
 
 
+def _kv_from_slices(config: ServingConfig, m: ServedModel, file: str | None, where: str) -> ServingConfig:
+    """A replica's KV cache comes from its vGPU slice's memory (the limit, else the request), not the
+    whole GPU's, unless the scenario gives ``engine.num_gpu_blocks``."""
+    variants = []
+    for i, (vc, doc) in enumerate(zip(config.variants, m.variants, strict=True)):
+        step = vc.engine.step
+        limit = doc.vgpu.limit or doc.vgpu.request
+        vram = limit.to_resource().vram
+        if step is None or doc.engine.num_gpu_blocks is not None or vram <= 0:
+            variants.append(vc)
+            continue
+        blocks = step.kv_blocks(doc.engine.gpu_memory_utilization, doc.engine.block_size, vram_bytes=vram)
+        if blocks < 1:
+            raise TwinInputError(
+                "the model's weights leave no room for a KV cache in this vGPU slice; give it more VRAM",
+                file=file,
+                field=f"{where}variants.{i}.vgpu.limit.vram_gib",
+                value=vram / 2**30,
+            )
+        variants.append(replace(vc, engine=replace(vc.engine, num_gpu_blocks=blocks)))
+    return replace(config, variants=tuple(variants))
+
+
 def model_key(m: ServedModel) -> str:
     """WVA's key for a model: ``modelID|namespace``."""
     return f"{m.model.id}|{m.model.namespace}"
@@ -173,6 +196,7 @@ class ServingSource:
             except TwinInputError as err:
                 raise err.located(file=file, obj=f"{where}traffic") from err
             config = serving_config(m, base, file or "", trace, where)
+            config = _kv_from_slices(config, m, file, where)
             templates = {
                 v.name: replica_request(v, pool, m.model.namespace, wl.name, pool_cfg.isolation) for v in m.variants
             }
