@@ -227,9 +227,13 @@ def test_a_missing_installation_file_names_the_scenario_field(tmp_path: Path) ->
 
 
 def test_the_summary_and_csv_show_the_unscaled_model(tmp_path: Path) -> None:
-    out = tmp_path / "out"
-    result = CliRunner().invoke(main, ["run", str(BEFORE), "-o", str(out), "-q", "--set", "duration=3m"])
-    assert result.exit_code == 0, result.output
+    outs = [tmp_path / "out", tmp_path / "again"]
+    for out in outs:
+        result = CliRunner().invoke(main, ["run", str(BEFORE), "-o", str(out), "-q", "--set", "duration=3m"])
+        assert result.exit_code == 0, result.output
+    for name in ("summary.json", "serving-timeseries.csv"):  # same scenario and seed: the same bytes
+        assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes()
+    out = outs[0]
     summary = json.loads((out / "summary.json").read_text())["serving"]
     assert summary[A]["autoscaling"]["active"] is False
     rows = [r.split(",") for r in (out / "serving-timeseries.csv").read_text().splitlines()[1:]]
