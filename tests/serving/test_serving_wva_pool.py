@@ -224,6 +224,11 @@ def test_a_missing_installation_file_names_the_scenario_field(tmp_path: Path) ->
     assert ran.exit_code == 2
     assert "field workloads.0.serving.installation" in ran.stderr and "Traceback" not in ran.output
     assert not (tmp_path / "out").exists()
+    (tmp_path / "not-wva.yaml").write_text("kind: Pod\n")
+    wrong = runner.invoke(main, ["validate", str(_model_b_scenario(tmp_path, "not-wva.yaml"))])
+    assert wrong.exit_code == 1
+    assert "not-wva.yaml: the WVA installation of" in wrong.stderr
+    assert "(workloads.0.serving.installation): field kind:" in wrong.stderr
 
 
 def test_the_summary_and_csv_show_the_unscaled_model(tmp_path: Path) -> None:

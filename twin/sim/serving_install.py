@@ -28,7 +28,10 @@ def installation_autoscaling(
     path = Path(name) if Path(name).is_absolute() else base / name
     if not path.is_file():
         raise TwinInputError("no such WVA installation file", file=scenario_file, field=where, value=name)
-    installation = load_installation(path)
+    try:
+        installation = load_installation(path)
+    except TwinInputError as err:  # name the scenario field that points at the file too
+        raise err.located(obj=f"the WVA installation of {scenario_file} ({where})") from err
     # Notices name the file as the scenario wrote it, so the summary does not depend on the working folder.
     outcome = run_installation(installation.steps, installation.manifests, source=name)
     return models_autoscaling(outcome, [(m.model.namespace, m.model.id) for m in section.models], name)
