@@ -552,10 +552,15 @@ class ServingSim:
         duration_s: float | None = None,
         env: simpy.Environment | None = None,
         pods: ReplicaPods | None = None,
+        autoscaling_active: bool = True,
     ) -> None:
         """``pods`` runs the replicas as pods of a simulated pool (pending, preempted, slowed by
-        neighbours); without it ``placer`` places them at once or drops them when the pool is full."""
+        neighbours); without it ``placer`` places them at once or drops them when the pool is full.
+        ``autoscaling_active=False`` is a WVA installation that leaves the model unscaled (no
+        controller reconciling it, no HPA, or an HPA whose metric is ``<unknown>``): no desired
+        replicas are published and each variant keeps its initial replica count."""
         self.config = config
+        self.autoscaling_active = autoscaling_active
         self.pods = pods
         self.trace = trace
         self.autoscaler = autoscaler
@@ -746,7 +751,7 @@ class ServingSim:
         rep = self._pick()
         if rep is None:
             self.epp_queue.append(seq)
-            if self.config.scale_to_zero and not self._from_zero_pending:
+            if self.config.scale_to_zero and self.autoscaling_active and not self._from_zero_pending:
                 self._from_zero_pending = True
                 self.env.process(self._scale_from_zero())
             return
@@ -934,6 +939,12 @@ class ServingSim:
             self.hpas[v.name] = KedaScaler(hpa) if cfg.keda else hpa
         while True:
             yield self.env.timeout(cfg.hpa.sync_period_s)
+            if not self.autoscaling_active:
+                # Nothing scales the Deployment: it keeps its replicas and its ReplicaSet replaces a lost pod.
+                for v in cfg.variants:
+                    if self.spec_replicas(v.name) != v.initial_replicas:
+                        self.set_replicas(v.name, v.initial_replicas)
+                continue
             obs = self.observe()
             published = {v.name: self.desired[v.name] for v in cfg.variants if v.name in self.desired}
             signals = self.autoscaler.signals(obs, published)
@@ -969,7 +980,8 @@ class ServingSim:
                 self._add_replica(v, ready_now=True)  # initial pods are up when the run starts
         self.env.process(self._arrivals())
         self.env.process(self._scrape())
-        self.env.process(self._autoscaler_loop())
+        if self.autoscaling_active:  # else no controller publishes a desired count: it stays unset
+            self.env.process(self._autoscaler_loop())
         self.env.process(self._hpa_loop())
         self.env.process(self._timeline_loop())
 

@@ -29,6 +29,7 @@ import simpy
 from twin.errors import TwinInputError
 from twin.hardware import default_catalog
 from twin.policy.serving.autoscalers import autoscaler_names, get_autoscaler
+from twin.policy.serving.wva_models import NO_INSTALLATION
 from twin.resources import AllocRequest, IsolationMode
 from twin.scenario import (
     LoadedScenario,
@@ -43,6 +44,7 @@ from twin.seeding import component_rng
 from twin.sim.engine import Simulation
 from twin.sim.generators import UsageSeries
 from twin.sim.serving import ModelRun, Replica, ServingConfig, ServingResult, ServingSim
+from twin.sim.serving_install import installation_autoscaling
 from twin.sim.serving_scenario import check_model_doc, serving_config, traffic_trace
 from twin.sim.sources import WORKLOAD_KINDS
 from twin.sim.workers import Outcome, SimWorker
@@ -217,8 +219,10 @@ class ServingSource:
     def __init__(self, sim: Simulation, wl: ServingWorkload, index: int) -> None:
         self.sim = sim
         self.wl = wl
+        self.index = index
         self.where = f"workloads.{index}.serving.models"
         self.models: dict[str, ServingSim] = {}
+        self.autoscaling: dict[str, dict[str, object]] = {}  # per model: {"active", "reason"}
 
     def install(self) -> None:
         sim, wl = self.sim, self.wl
@@ -227,6 +231,9 @@ class ServingSource:
         pool = wl.pool or sim.scenario.default_pool
         pool_cfg = sim.scenario.pools[pool]
         duration = sim.scenario.duration
+        installed = installation_autoscaling(
+            wl.serving, base, file or "", f"workloads.{self.index}.serving.installation"
+        )
         for i, m in enumerate(wl.serving.models):
             where = f"{self.where}.{i}."
             check_model_doc(m, base, file or "", where)
@@ -252,10 +259,17 @@ class ServingSource:
                 v.name: replica_request(v, pool, m.model.namespace, wl.name, pool_cfg.isolation) for v in m.variants
             }
             pods = PoolReplicaPods(sim, templates, wl.name)
-            serving = ServingSim(config, trace, scaler, duration_s=duration, env=sim.env, pods=pods)
+            verdict = installed.get((m.model.namespace, m.model.id)) if installed is not None else None
+            active = verdict.active if verdict is not None else True
+            serving = ServingSim(
+                config, trace, scaler, duration_s=duration, env=sim.env, pods=pods, autoscaling_active=active
+            )
             pods.serving = serving
             pods.start(m.scrape_interval)
             self.models[model_key(m)] = serving
+            self.autoscaling[model_key(m)] = (
+                verdict.as_dict() if verdict is not None else {"active": True, "reason": NO_INSTALLATION}
+            )
             # Its Deployments are created at t=0 in the order workloads are listed (an event, like
             # every other workload's first arrival), so a pod listed before them is created first.
             start = sim.env.timeout(0, serving)
@@ -271,7 +285,7 @@ class ServingSource:
         for key, serving in self.models.items():
             result = serving.finish()
             results[key] = result
-            section[key] = model_summary(result, self.wl.name)
+            section[key] = model_summary(result, self.wl.name) | {"autoscaling": self.autoscaling[key]}
 
 
 WORKLOAD_KINDS.register("ServingWorkload", ServingSource)
