@@ -28,9 +28,10 @@ PINNED: dict[str, tuple[str, str, str]] = {
     ),
     "capacity-planning": (
         # re-pinned when the scenario was rebuilt (issue 14, item 5: served LLMs in a mixed pool), and
-        # again after main's serving-in-the-pool changes (c645e40..81dcd7c): same events, summary and series moved
-        "3574c1be3d6ed35891c876ec9247af17f0f4772c6d484e8017c54a129a461634",
-        "9feb437782bf5466a4060d6b0f195f51fc46d7a0cfb3ac66c52c76ad0f05b52d",
+        # again after main's serving-in-the-pool changes (c645e40..81dcd7c, then daf9c19: a replica's demand
+        # follows its busy fraction): the same events each time, the summary and time series moved
+        "81b86203d8ea61d8481e7650a78a398cfdae65c6d576a24af9e815387c1e775f",
+        "e648f59d4c4595e383dd1bd57c03b2221f8800253def697d3d06872684407805",
         "f07bdf7d101350a178e2018792180b04f97a917d9fe6c8fa05fd11bbf19e5e1a",
     ),
     "mig-partitions": (
