@@ -97,6 +97,27 @@ def test_tensor_parallelism_adds_communication() -> None:
         _model(tp=3)  # 32 heads do not split 3 ways
 
 
+def test_tensor_parallel_logits_are_all_gathered_once_per_step() -> None:
+    """vLLM v1 all-gathers the vocab-parallel LM head's bf16 logits of the sampled sequences (every rank
+    samples): one collective per step, (tp-1)/tp of sampled x vocab x 2 bytes over the link."""
+    qwen = resolve_model("Qwen3-32B")
+    pro = GpuSpec.from_profile(default_catalog().get("RTXPRO6000"))
+    two = StepModel(qwen, pro, 2)
+    # Same tokens: a chunk that finishes its prompt samples one token, one that does not samples none.
+    sampling = two.breakdown(BatchShape(prefill_tokens=128, prefill_attn_ctx=8256.0, prefill_done=1)).comm_ms
+    silent = two.breakdown(BatchShape(prefill_tokens=128, prefill_attn_ctx=8256.0, prefill_done=0)).comm_ms
+    link = pro.interconnect_gbps * 1e6 * two.eff.interconnect / 2.0  # PCIe: host-staged, half the link (bytes/ms)
+    gather = two.eff.pcie_latency_us / 1000.0 + 0.5 * 1 * qwen.vocab * 2.0 / link
+    assert sampling - silent == pytest.approx(gather, rel=1e-9)
+    # It grows with the sampled sequences: 128 decodes gather 128 rows of 151,936 logits (~0.9 ms here).
+    d128 = two.breakdown(BatchShape.decode(128, 1000)).comm_ms
+    per_layer = 2 * qwen.layers * (two.eff.pcie_latency_us / 1000.0 + 128 * qwen.hidden * 2.0 / link)
+    assert d128 - per_layer == pytest.approx(two.eff.pcie_latency_us / 1000.0 + 0.5 * 128 * qwen.vocab * 2.0 / link)
+    assert 0.5 < d128 - per_layer < 1.5
+    # Without tensor parallelism there is nothing to gather.
+    assert StepModel(qwen, pro, 1).breakdown(BatchShape.decode(128, 1000)).comm_ms == 0.0
+
+
 def test_moe_reads_only_the_experts_its_tokens_touch() -> None:
     moe = _model(model="Qwen3-30B-A3B-Instruct-2507")
     arch = moe.arch
@@ -147,8 +168,12 @@ def test_pcie_collectives_are_host_staged_and_nvlink_ones_are_not() -> None:
     act = 2048 * LLAMA8.hidden * 2.0
     per_collective_nv = eff.nvlink_latency_us / 1000 + act / (128e6 * eff.interconnect)
     per_collective_pcie = eff.pcie_latency_us / 1000 + act / (64e6 * eff.interconnect / 2)
-    assert nvlink.breakdown(b).comm_ms == pytest.approx(2 * LLAMA8.layers * per_collective_nv, rel=1e-9)
-    assert pcie.breakdown(b).comm_ms == pytest.approx(2 * LLAMA8.layers * per_collective_pcie, rel=1e-9)
+    # ... plus the all-gather of the one sampled sequence's logits (half of them come from the other rank)
+    logits = 0.5 * LLAMA8.vocab * 2.0
+    gather_nv = eff.nvlink_latency_us / 1000 + logits / (128e6 * eff.interconnect)
+    gather_pcie = eff.pcie_latency_us / 1000 + logits / (64e6 * eff.interconnect / 2)
+    assert nvlink.breakdown(b).comm_ms == pytest.approx(2 * LLAMA8.layers * per_collective_nv + gather_nv, rel=1e-9)
+    assert pcie.breakdown(b).comm_ms == pytest.approx(2 * LLAMA8.layers * per_collective_pcie + gather_pcie, rel=1e-9)
 
 
 def test_moe_grouped_gemm_pads_each_expert_to_the_kernel_block() -> None:

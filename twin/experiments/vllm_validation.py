@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from twin.errors import TwinInputError
+from twin.experiments.vllm_steps import SecondRow, second_rows
 from twin.policy.serving.step_model import PLAUSIBLE, Efficiency
 from twin.sim.serving_replay import replay, setup_for_run
 from twin.spec.vllm_run import load_vllm_run
@@ -72,6 +73,13 @@ def run_errors(runs_root: Path, name: str, eff: Efficiency | None = None) -> Run
     anchor = {label: theirs[src] for label, _, _, src in ROWS if src in theirs}
     role = "calibration" if name in CALIBRATION_RUNS else "validation"
     return RunErrors(name, role, errors, anchor, res)
+
+
+def run_steps(runs_root: Path, name: str, eff: Efficiency | None = None) -> list[SecondRow]:
+    """The run's open-loop step-time rows (``vllm_steps``) with these constants."""
+    run = load_vllm_run(runs_root / name)
+    setup = setup_for_run(run, eff=eff)
+    return second_rows(run, setup.step_model(), setup.replicas)
 
 
 def available_runs(runs_root: Path) -> list[str]:

@@ -14,8 +14,9 @@
   residual adds, KV-cache writes) read and write each token's activations: memory-bound;
 * **communication**: with tensor parallelism two all-reduces of the step's activations per layer
   (ring: ``2 (tp-1)/tp`` of the bytes, plus a latency each), over NVLink, or over PCIe staged
-  through host memory (no NVLink: each byte crosses the link twice); with expert parallelism an
-  all-gather and a reduce-scatter of the hidden states per MoE layer;
+  through host memory (no NVLink: each byte crosses the link twice), and once per step the all-gather
+  of the vocab-parallel LM head's bf16 logits of the sampled sequences (vLLM v1 samples on every
+  rank); with expert parallelism an all-gather and a reduce-scatter of the hidden states per MoE layer;
 * a fixed **per-step overhead** and a **per-sequence, per-layer overhead** (GPU-side: vLLM 0.19's
   asynchronous scheduling hides host work behind the step, so what a sequence still costs is in the
   layers: attention's per-sequence setup and the paged KV write).
@@ -288,6 +289,8 @@ class StepModel:
         lat = self._collective_ms
         if self.tp > 1:
             comm += 2 * a.layers * (lat + 2.0 * (self.tp - 1) / self.tp * act / self._comm_bytes_per_ms)
+            if sampled:  # the vocab-parallel LM head's logits are all-gathered so every rank can sample
+                comm += lat + (self.tp - 1) / self.tp * sampled * a.vocab * 2.0 / self._comm_bytes_per_ms
         if self.ep > 1:  # vLLM's allgather_reducescatter: gather the other ranks' tokens, scatter the sums back
             comm += 2 * a.layers * (lat + (self.ep - 1) * act / self._comm_bytes_per_ms)
         # The sequences a step schedules: every decode, and at least one prefilling sequence.
