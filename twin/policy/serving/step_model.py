@@ -54,6 +54,9 @@ PLAUSIBLE: dict[str, tuple[float, float]] = {
     # the attention kernel's per-sequence block-table walk, split-KV merge and partial tiles, the paged
     # KV write; 1.6 us is 0.05 ms a sequence for a 32-layer model, a few thousand cycles a layer
     "seq_layer_overhead_us": (0.0, 1.6),
+    # how sharply a kernel's time turns from memory- to compute-bound (the p-norm of the two): 1 adds them
+    # (no overlap), large p is the plain roofline's max; measured GEMMs sit well below the max near the ridge
+    "roofline_p": (1.0, 8.0),
 }
 PCIE_MAX_GBPS = 64.0  # PCIe Gen5 x16 per direction: any slower interconnect in a profile is PCIe, not NVLink
 MOE_BLOCK_ROWS = (16, 64)  # vLLM's untuned Triton fused-MoE row block: 16 when tokens <= local experts, else 64
@@ -63,12 +66,13 @@ MOE_BLOCK_ROWS = (16, 64)  # vLLM's untuned Triton fused-MoE row block: 16 when 
 class Efficiency:
     """Fractions of the datasheet peaks reached, and fixed costs. Defaults: fitted on Llama-3.1-8B."""
 
-    compute: float = 0.60  # GEMM FLOPs / dense tensor peak (fitted)
+    compute: float = 0.80  # GEMM FLOPs / dense tensor peak (fitted; at its plausible top)
     attention: float = 0.40  # attention-kernel FLOPs / dense FP16 peak (prefill; fitted, weakly identified)
     memory: float = 0.90  # weight and activation reads / memory bandwidth (fitted; at its plausible top)
     kv_memory: float = 0.90  # paged KV-cache reads / memory bandwidth (fitted; at its plausible top)
-    step_overhead_ms: float = 0.0  # per step (fitted: vLLM 0.19's asynchronous scheduling hides it)
-    seq_layer_overhead_us: float = 1.6  # per scheduled sequence per layer (fitted)
+    step_overhead_ms: float = 1.0  # per step: launches, sampler, what asynchronous scheduling does not hide (fitted)
+    seq_layer_overhead_us: float = 1.6  # per scheduled sequence per layer (fitted; at its plausible top)
+    roofline_p: float = 2.0  # soft roofline: (compute^p + memory^p)^(1/p); inf = the plain max (fitted)
     # Not identifiable from single-GPU runs: set from NCCL's typical figures, not fitted.
     interconnect: float = 0.70  # all-reduce bus bandwidth / interconnect bandwidth
     nvlink_latency_us: float = 10.0  # per collective over NVLink / xGMI
@@ -79,10 +83,26 @@ class Efficiency:
             v = getattr(self, name)
             if not (math.isfinite(v) and 0 < v <= 1):
                 raise TwinInputError("must be in (0, 1]", obj="step model efficiency", field=name, value=v)
+        if not (self.roofline_p >= 1.0):  # NaN fails too
+            raise TwinInputError(
+                "must be >= 1 (inf: the plain roofline)",
+                obj="step model efficiency",
+                field="roofline_p",
+                value=self.roofline_p,
+            )
         for name in ("step_overhead_ms", "seq_layer_overhead_us", "nvlink_latency_us", "pcie_latency_us"):
             v = getattr(self, name)
             if not (math.isfinite(v) and 0 <= v <= 1e4):
                 raise TwinInputError("must be in [0, 1e4]", obj="step model efficiency", field=name, value=v)
+
+    def roof(self, compute_ms: float, memory_ms: float) -> float:
+        """A kernel's time from its compute and memory times: their p-norm (the max when p is infinite)."""
+        p = self.roofline_p
+        hi = max(compute_ms, memory_ms)
+        if math.isinf(p) or hi <= 0:
+            return hi
+        lo = min(compute_ms, memory_ms)
+        return hi * (1.0 + (lo / hi) ** p) ** (1.0 / p)  # scaled so a large p cannot overflow
 
     def plausible(self) -> bool:
         """Every fitted constant inside its :data:`PLAUSIBLE` range."""
@@ -268,7 +288,7 @@ class StepModel:
         padded = touched * block * math.ceil(rows / touched / block)
         gemm = 2.0 * padded * a.layers * self._expert_params / self._gemm_flops_per_ms
         read = touched * a.layers * self._expert_params * self.weight_bytes / self._bytes_per_ms
-        return max(gemm, read)
+        return self.eff.roof(gemm, read)
 
     def breakdown(self, b: BatchShape) -> StepBreakdown:
         a = self.arch
@@ -296,8 +316,8 @@ class StepModel:
         # The sequences a step schedules: every decode, and at least one prefilling sequence.
         seqs = b.decode_seqs + max(b.prefill_done, 1 if b.prefill_tokens else 0)
         return StepBreakdown(
-            max(gemm_ms, read_ms),
-            max(attn_c, attn_m),
+            self.eff.roof(gemm_ms, read_ms),
+            self.eff.roof(attn_c, attn_m),
             comm,
             self.eff.step_overhead_ms + seqs * a.layers * self.eff.seq_layer_overhead_us / 1000.0,
             gemm_ms >= read_ms,
