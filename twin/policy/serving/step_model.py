@@ -1,15 +1,15 @@
-"""The time of one vLLM engine step from the model's architecture and the GPU (a roofline model).
+"""The time of one vLLM engine step from the model's architecture and the GPU (a soft roofline model).
 
 ``StepModel(arch, gpu, tp, dtype).step_ms(batch)`` prices one iteration of continuous batching:
 
 * **linear layers** (QKV/O projections, the MLP, the LM head for the tokens that sample):
-  ``2 * params * tokens`` FLOPs against reading the weights once per step, the slower of the two
-  (compute-bound prefill, memory-bound decode);
+  ``2 * params * tokens`` FLOPs against reading the weights once per step, combined by the soft
+  roofline (below; compute-bound prefill, memory-bound decode);
 * **MoE experts** as vLLM's fused-MoE kernel runs them: a grouped GEMM in which every touched
   expert multiplies its own tokens, padded up to the kernel's row block, against reading that
-  expert's weights; the slower of the two;
+  expert's weights; the soft roofline of the two;
 * **attention**: ``4 * heads * head_dim * context`` FLOPs per query token per layer against reading
-  the KV cache of every scheduled sequence (paged, at its own efficiency), the slower of the two;
+  the KV cache of every scheduled sequence (paged, at its own efficiency), the soft roofline of the two;
 * **activations**: the fused elementwise kernels between the GEMMs (norms, rotary, activation,
   residual adds, KV-cache writes) read and write each token's activations: memory-bound;
 * **communication**: with tensor parallelism two all-reduces of the step's activations per layer
@@ -20,6 +20,11 @@
 * a fixed **per-step overhead** and a **per-sequence, per-layer overhead** (GPU-side: vLLM 0.19's
   asynchronous scheduling hides host work behind the step, so what a sequence still costs is in the
   layers: attention's per-sequence setup and the paged KV write).
+
+The **soft roofline** combines a kernel's compute time ``c`` and memory time ``m`` as their p-norm
+``(c^p + m^p)^(1/p)`` (``Efficiency.roofline_p``; infinite p is the plain ``max``): near the ridge
+point a GEMM neither streams nor computes at full speed at once, so it costs more than the max, while
+far from it (pure decode, large prefill) the dominant bound is all that counts.
 
 Hardware peaks are scaled by a few efficiency constants (:class:`Efficiency`), each bounded to a
 physically plausible range (:data:`PLAUSIBLE`); the defaults were fitted within those bounds on the
