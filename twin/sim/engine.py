@@ -152,6 +152,9 @@ class Simulation:
         self.metrics = Metrics(self)
         self.rollout_hooks: list[Callable[[SimWorker], None]] = []
         self.limiter_loop: LimiterLoop | None = None
+        # End-of-run steps of workload kinds (serving closes its books) and what they publish.
+        self.finishers: list[Callable[[], None]] = []
+        self.reports: dict[str, Any] = {}
         install_sources(self)
         self._install_faults()
         self._install_controllers()
@@ -754,6 +757,8 @@ class Simulation:
                 self._advance(w, end)
         self.metrics.sample()
         self.metrics.finalize()
+        for finish in self.finishers:
+            finish()
 
 
 def _pricing(scenario: Scenario) -> PricingTable:

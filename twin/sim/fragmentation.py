@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from twin.sim.engine import Simulation
     from twin.sim.workers import SimWorker
 
+
 class FragmentationProbe:
     def __init__(self, sim: Simulation) -> None:
         self.sim = sim

@@ -44,7 +44,7 @@ class Source(Protocol):
 # Workload kinds by scenario config class name: generated workers and manifests here, the openb
 # trace slice from twin.experiments.trace_source (a plugin module, loaded on first use).
 WORKLOAD_KINDS: Registry[Source] = Registry(
-    "workload kind", field="workloads", plugin_modules=("twin.experiments.trace_source",)
+    "workload kind", field="workloads", plugin_modules=("twin.experiments.trace_source", "twin.sim.serving_pool")
 )
 
 
