@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from twin.errors import TwinInputError
 from twin.experiments.vllm_steps import format_phases, phase_table, second_rows, step_error
@@ -93,6 +95,31 @@ def test_series_without_throughput_or_kv_columns(tmp_path: Path) -> None:
     with pytest.raises(TwinInputError) as err:
         load_vllm_run(bad)
     assert err.value.file == str(bad / "timeseries.csv") and err.value.line == 2
+    nan = _run(tmp_path / "nan", "t,prompt_throughput,gen_throughput,running,waiting,kv_cache_pct\n1.0,0,5,1,0,nan\n")
+    with pytest.raises(TwinInputError, match="kv_cache_pct"):
+        load_vllm_run(nan)  # NaN means "not recorded" only where the column is absent
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-5, 10**6), st.sampled_from(["", "x"])),
+        min_size=6,
+        max_size=6,
+    )
+)
+def test_any_series_row_loads_or_gives_one_clear_error(tmp_path_factory: pytest.TempPathFactory, row: list) -> None:
+    header = "t,prompt_throughput,gen_throughput,running,waiting,kv_cache_pct"
+    run = _run(tmp_path_factory.mktemp("run"), header + "\n" + ",".join(str(v) for v in row) + "\n")
+    try:
+        loaded = load_vllm_run(run)
+    except TwinInputError as err:
+        assert err.file == str(run / "timeseries.csv") and err.line == 2
+    else:
+        assert loaded.throughput.shape == (1, 4) and np.isfinite(loaded.throughput[0, :3]).all()
+        assert 0 <= loaded.throughput[0, 3] <= 100
+        rows = second_rows(loaded, STEP)  # whatever the numbers, the diagnostic stays finite
+        assert all(math.isfinite(r.real_ms) and r.real_ms > 0 and math.isfinite(r.model_ms) for r in rows)
 
 
 def test_the_replay_trajectory_counts_a_request_as_running_once_a_step_scheduled_it() -> None:

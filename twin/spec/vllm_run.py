@@ -228,7 +228,8 @@ def _series(path: Path) -> tuple[np.ndarray, np.ndarray]:
             raise TwinInputError(
                 "t, running, waiting and the throughputs must be numbers", file=file, line=lineno, value=row
             ) from err
-        if not all(math.isfinite(v) and v >= 0 for v in (*values, *rate)) or not (math.isnan(kv) or 0 <= kv <= 100):
+        kv_ok = not with_kv or (math.isfinite(kv) and 0 <= kv <= 100)  # NaN only where the column is absent
+        if not all(math.isfinite(v) and v >= 0 for v in (*values, *rate)) or not kv_ok:
             raise TwinInputError(
                 "t, running, waiting and the throughputs must be finite and >= 0, kv_cache_pct in [0, 100]",
                 file=file,
