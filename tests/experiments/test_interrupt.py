@@ -107,7 +107,8 @@ def test_ctrl_c_stops_a_plan_and_says_how_to_resume(tmp_path: Path) -> None:
     cmd = [str(BIN / "twin"), "plan", str(ROOT / "scenarios" / "capacity-planning.yaml"), "--objective"]
     cmd += ["cost_usd.nodes", "--constraint", "serving.*.slo_attainment>=0.5", "--vary", "pools.shared.count=1..6"]
     cmd += ["--vary", "pools.shared.node_groups.0.count=1..4"]
-    cmd += ["--seeds", "2", "--workers", "2", "-o", str(out)]
+    # Six seeds per configuration: Ctrl-C comes after two of the first configuration's runs, with four left.
+    cmd += ["--seeds", "0..5", "--workers", "2", "-o", str(out)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     workers, stderr, elapsed = _ctrl_c_after_two_runs(out, proc)
     assert proc.returncode == 130, stderr
