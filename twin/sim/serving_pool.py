@@ -32,6 +32,7 @@ from twin.scenario import ServedModel, ServedVariant, ServingWorkload, UsageProf
 from twin.seeding import component_rng
 from twin.sim.generators import UsageSeries
 from twin.sim.serving import Replica, ServingConfig, ServingResult, ServingSim
+from twin.sim.serving_fluid import fluid_serving, is_replay
 from twin.sim.serving_scenario import check_model_doc, serving_config, traffic_trace
 from twin.sim.sources import WORKLOAD_KINDS
 from twin.sim.workers import Outcome, SimWorker
@@ -184,17 +185,25 @@ class ServingSource:
             except TwinInputError as err:
                 raise err.located(file=file, obj=f"{where}autoscaler") from err
             rng = component_rng(sim.seed, f"serving/{wl.name}/{m.model.namespace}/{m.model.id}")
-            try:
-                trace = traffic_trace(m.traffic, duration, base, rng)
-            except TwinInputError as err:
-                raise err.located(file=file, obj=f"{where}traffic") from err
+            # The fluid mode reads a rate pattern directly; only a replay needs its trace.
+            trace = None
+            if m.mode == "request" or is_replay(m.traffic):
+                try:
+                    trace = traffic_trace(m.traffic, duration, base, rng)
+                except TwinInputError as err:
+                    raise err.located(file=file, obj=f"{where}traffic") from err
             config = serving_config(m, base, file or "", trace, where)
             config = _kv_from_slices(config, m, file, where)
             templates = {
                 v.name: replica_request(v, pool, m.model.namespace, wl.name, pool_cfg.isolation) for v in m.variants
             }
             pods = PoolReplicaPods(sim, templates, wl.name)
-            serving = ServingSim(config, trace, scaler, duration_s=duration, env=sim.env, pods=pods)
+            serving: ServingSim
+            if m.mode == "fluid":
+                serving = fluid_serving(m, config, trace, scaler, duration, sim.env, pods, rng, file, where)
+            else:
+                assert trace is not None
+                serving = ServingSim(config, trace, scaler, duration_s=duration, env=sim.env, pods=pods)
             pods.serving = serving
             self.models[model_key(m)] = serving
             serving.start()
