@@ -47,6 +47,8 @@ from twin.sim.serving_traffic import Burst, RatePattern, TokenDist, Trace
 # A replica's stretch is rounded to the nearest of these (log scale) so that a handful of fluid
 # tables serve every GPU share a pod can receive; 1/0.01 is the pool's slowest (MIN_SHARE).
 STRETCH_GRID = (1.0, 1.1, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 4.0, 5.0, 7.0, 10.0, 15.0, 20.0, 35.0, 50.0, 100.0)
+GRID_SPEEDS = tuple(1.0 / x for x in STRETCH_GRID)
+_LOG_GRID = np.log(np.array(STRETCH_GRID))
 _COL = {c: i for i, c in enumerate(COLUMNS)}
 _TIME_COLS = np.array([c in TIMES for c in COLUMNS])
 
@@ -55,8 +57,7 @@ def grid_speed(stretch: float) -> float:
     """The GPU speed (``1 / stretch``) a replica's fluid table uses: its stretch rounded on a log grid."""
     if not math.isfinite(stretch) or stretch <= 1.0:
         return 1.0
-    logs = np.log(np.array(STRETCH_GRID))
-    return 1.0 / STRETCH_GRID[int(np.argmin(np.abs(logs - math.log(stretch))))]
+    return GRID_SPEEDS[int(np.argmin(np.abs(_LOG_GRID - math.log(stretch))))]
 
 
 @dataclass(frozen=True)
@@ -246,6 +247,7 @@ class FluidServingSim(ServingSim):
             v.name: fluid_model_replica(v.engine, t.input_tokens, t.output_tokens) for v in config.variants
         }
         self._tables: dict[tuple[str, float], _Table] = {}
+        self._full_tables: dict[str, FluidTable] = {}
         self._window_start = 0.0
         self._backlog = 0.0  # requests queued in the replicas at the end of the last window
         self._orphans: deque[tuple[float, float]] = deque()  # (arrived, count) while no replica was ready
@@ -260,7 +262,11 @@ class FluidServingSim(ServingSim):
         tab = self._tables.get(key)
         if tab is None:
             rep, scale = self._replicas[variant]
-            tab = self._tables[key] = _Table(FluidTable(rep, self.slo, (speed,)), speed, scale)
+            full = self._full_tables.get(variant)
+            if full is None:
+                # Every speed of the grid at once: the states are solved once per load.
+                full = self._full_tables[variant] = FluidTable(rep, self.slo, GRID_SPEEDS)
+            tab = self._tables[key] = _Table(full, speed, scale)
         return tab
 
     # ---------------------------------------------------------------- windows
