@@ -104,17 +104,27 @@ def mixture_quantiles(weights: np.ndarray, quantiles: np.ndarray, probs: tuple[f
     w, q = w[ok], np.maximum(q[ok], 0.0)
     x = np.column_stack([np.zeros(len(q)), q, q[:, 2] + np.maximum(q[:, 2] - q[:, 1], 0.0)])
     x = np.maximum.accumulate(x, axis=1)
-    # Strictly increasing knots (a degenerate row gets a sliver of width): finite slopes.
-    eps = 1e-9 * max(float(x.max()), 1.0)
-    x = x + eps * np.arange(5)[None, :]
-    slope = w[:, None] * np.diff(LEVELS)[None, :] / np.diff(x, axis=1)
-    delta = np.column_stack([slope[:, :1], np.diff(slope, axis=1), -slope[:, -1:]])
-    xs, ds = x.ravel(), delta.ravel()
-    order = np.argsort(xs, kind="stable")
-    xs, ds = xs[order], ds[order]
-    running = np.cumsum(ds)[:-1]
-    cdf = np.concatenate([[0.0], np.cumsum(running * np.diff(xs))]) / w.sum()
-    cdf = np.maximum.accumulate(np.clip(cdf, 0.0, 1.0))
+    mass = w[:, None] * np.diff(LEVELS)[None, :]  # each row's probability on each of its 4 segments
+    width = np.diff(x, axis=1)
+    # A segment narrower than this is a point mass at its end (a slope across it would be huge and
+    # its running sum imprecise).
+    point = width <= 1e-9 * max(float(x.max()), 1.0)
+    slope = np.where(point, 0.0, mass / np.where(point, 1.0, width))
+    # Sweep the knots in order: slopes switch on and off, point masses jump.
+    knots = np.concatenate([x[:, :4].ravel(), x[:, 1:].ravel()])
+    d_slope = np.concatenate([slope.ravel(), -slope.ravel()])
+    jump = np.concatenate([np.zeros(slope.size), np.where(point, mass, 0.0).ravel()])
+    order = np.argsort(knots, kind="stable")
+    knots, d_slope, jump = knots[order], d_slope[order], jump[order]
+    xs, first = np.unique(knots, return_index=True)
+    slope_after = np.add.reduceat(d_slope, first).cumsum()
+    jumps = np.add.reduceat(jump, first)
+    cont = np.concatenate([[0.0], np.cumsum(slope_after[:-1] * np.diff(xs))])
+    before = cont + np.concatenate([[0.0], np.cumsum(jumps)[:-1]])  # F just left of each knot
+    after = before + jumps
+    total = w.sum()
+    xs = np.repeat(xs, 2)  # each knot twice: its left limit then its value (a jump is vertical)
+    cdf = np.maximum.accumulate(np.clip(np.column_stack([before, after]).ravel() / total, 0.0, 1.0))
     out: list[float | None] = []
     for p in probs:
         j = int(np.searchsorted(cdf, p, side="left"))
