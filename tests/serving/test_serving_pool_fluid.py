@@ -176,7 +176,9 @@ def test_a_gpu_failure_evicts_the_replica_and_requests_wait_then_time_out(tmp_pa
 def test_replayed_trace_counts_its_arrivals(tmp_path: Path) -> None:
     rng = np.random.default_rng(5)
     times = np.sort(rng.uniform(0, 1800, 9000))
-    lines = ["time,input_tokens,output_tokens"] + [f"{t:.3f},{rng.integers(200, 800)},{rng.integers(50, 200)}" for t in times]
+    lines = ["time,input_tokens,output_tokens"] + [
+        f"{t:.3f},{rng.integers(200, 800)},{rng.integers(50, 200)}" for t in times
+    ]
     (tmp_path / "trace.csv").write_text("\n".join(lines) + "\n")
     doc = copy.deepcopy(SCENARIO)
     doc["duration"] = "30m"
@@ -223,9 +225,7 @@ def test_grid_speed_rounds_a_stretch_on_the_log_grid() -> None:
     assert all(grid_speed(s) == pytest.approx(1.0 / s) for s in STRETCH_GRID)
 
 
-_quantiles = st.tuples(
-    st.floats(0.0, 1e4), st.floats(0.0, 1e4), st.floats(0.0, 1e4)
-).map(lambda t: sorted(t))
+_quantiles = st.tuples(st.floats(0.0, 1e4), st.floats(0.0, 1e4), st.floats(0.0, 1e4)).map(lambda t: sorted(t))
 
 
 @settings(max_examples=60, deadline=None)
