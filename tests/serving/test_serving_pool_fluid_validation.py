@@ -1,0 +1,64 @@
+"""Fluid mode against request level on the shipped ``scenarios/wva-multi-model.yaml`` (issue 14,
+item 4): per model SLO attainment and p50/p95 TTFT and ITL. docs/serving.md, "Fluid mode in a pool
+scenario", has the table these tolerances come from and says where and why the modes diverge."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from twin.scenario import GeneratorWorkload, load_scenario
+from twin.sim.fluid_pool_check import METRICS, compare_pool, mode_overrides, table
+
+SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "wva-multi-model.yaml"
+LATENCIES = ("ttft_p50", "ttft_p95", "itl_p50", "itl_p95")
+
+
+def _burst_start() -> float:
+    """When the scenario's training burst lands on the H100s (moderate load before it)."""
+    for wl in load_scenario(SCENARIO).scenario.workloads:
+        if isinstance(wl, GeneratorWorkload) and wl.arrival.process == "bursts":
+            return float(wl.arrival.start)
+    raise AssertionError("wva-multi-model.yaml has no training burst")
+
+
+def test_mode_overrides_address_every_served_model() -> None:
+    sets = mode_overrides(SCENARIO, "fluid")
+    assert len(sets) == 3 and all(s.endswith(".mode=fluid") for s in sets)
+    models = load_scenario(SCENARIO, sets).scenario.workloads[0].serving.models  # type: ignore[union-attr]
+    assert {m.mode for m in models} == {"fluid"}
+
+
+def test_fluid_is_within_5_percent_of_request_level_at_moderate_load() -> None:
+    """Until the training burst every model runs at moderate load on steady replicas."""
+    minutes = int(_burst_start() // 60) - 5
+    rows = compare_pool(SCENARIO, [f"duration={minutes}m"])
+    print(table(rows))
+    assert len(rows) == 3
+    for r in rows:
+        assert r.request["slo_attainment"] > 0.95
+        assert abs(r.fluid["slo_attainment"] - r.request["slo_attainment"]) <= 0.01, r.model
+        for name in LATENCIES:
+            assert abs(r.error(name)) <= 0.05, (r.model, name, r.request[name], r.fluid[name])
+        assert r.fluid["avg_replicas"] == pytest.approx(r.request["avg_replicas"], abs=0.1)
+
+
+@pytest.mark.slow
+def test_over_the_whole_scenario_the_burst_is_where_fluid_diverges() -> None:
+    """The whole 4 h: the models the burst does not touch for long stay close; model A, whose ITL
+    sits near its 10 ms SLO while its GPUs are shared, diverges in attainment and p95 TTFT (the
+    transients of the burst and of replicas starting, and autoscaler decisions taken at different
+    instants; measured: +7 % attainment, +25 % p95 TTFT, docs/serving.md)."""
+    rows = {r.model.split("|")[1]: r for r in compare_pool(SCENARIO)}
+    print(table(list(rows.values())))
+    for ns in ("llm-d-model-b", "llm-d-model-c"):
+        r = rows[ns]
+        assert abs(r.fluid["slo_attainment"] - r.request["slo_attainment"]) <= 0.02
+        for name in LATENCIES:
+            assert abs(r.error(name)) <= 0.10, (ns, name)
+    a = rows["llm-d-model-a"]
+    assert abs(a.error("ttft_p50")) <= 0.10 and abs(a.error("itl_p50")) <= 0.10
+    assert abs(a.fluid["slo_attainment"] - a.request["slo_attainment"]) <= 0.10
+    assert abs(a.error("ttft_p95")) <= 0.40
+    assert set(METRICS) >= set(LATENCIES)
