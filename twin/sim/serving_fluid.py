@@ -20,7 +20,7 @@ window's arrival rate:
   :meth:`ServingSim.observe` and the autoscalers work as at request level.
 
 Results are per-window rows (``twin.sim.serving_fluid_result``): the summary's percentiles and
-attainment are request-weighted mixtures over them. See docs/serving.md, "Fluid mode in a pool".
+attainment are request-weighted mixtures over them. See docs/serving.md, "Fluid mode in a pool scenario".
 """
 
 from __future__ import annotations
