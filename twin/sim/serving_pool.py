@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import simpy
 
@@ -149,6 +149,10 @@ def _kv_from_slices(config: ServingConfig, m: ServedModel, file: str | None, whe
     return replace(config, variants=tuple(variants))
 
 
+def _start_model(ev: simpy.Event) -> None:
+    cast(ServingSim, ev.value).start()
+
+
 def model_key(m: ServedModel) -> str:
     """WVA's key for a model: ``modelID|namespace``."""
     return f"{m.model.id}|{m.model.namespace}"
@@ -206,7 +210,10 @@ class ServingSource:
                 serving = ServingSim(config, trace, scaler, duration_s=duration, env=sim.env, pods=pods)
             pods.serving = serving
             self.models[model_key(m)] = serving
-            serving.start()
+            # Its Deployments are created at t=0 in the order workloads are listed (an event, like
+            # every other workload's first arrival), so a pod listed before them is created first.
+            start = sim.env.timeout(0, serving)
+            start.callbacks.append(_start_model)
         sim.finishers.append(self.finish)
 
     def finish(self) -> None:
