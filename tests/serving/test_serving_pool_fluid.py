@@ -265,6 +265,19 @@ def test_a_mixture_without_weight_has_no_quantiles() -> None:
     assert mixture_quantiles(np.zeros(2), np.ones((2, 3)), (0.5,)) == [None]
 
 
+def test_a_fluid_model_counts_windows_not_requests_in_the_event_budget(tmp_path: Path) -> None:
+    from twin.scenario_limits import estimated_events
+
+    doc = copy.deepcopy(SCENARIO)
+    doc["duration"] = "7d"
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    fluid = estimated_events(load_scenario(path).scenario)
+    request = estimated_events(load_scenario(path, ["workloads.llm.serving.models.0.mode=request"]).scenario)
+    # 12 req/s over a week at request level; one window per 15 s scrape in fluid mode.
+    assert request - fluid == pytest.approx(12 * 7 * 86400 - 7 * 86400 / 15)
+
+
 def test_fluid_sim_is_a_serving_sim_sharing_its_replica_lifecycle() -> None:
     from twin.sim.serving import ServingSim
 
