@@ -156,6 +156,20 @@ def test_same_seed_same_bytes(tmp_path: Path) -> None:
     assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
 
 
+@pytest.mark.parametrize("name", ["model-based", "saturation-v2", "hpa-kv", "hpa-queue", "static"])
+def test_every_autoscaler_runs_unchanged_on_the_fluid_observation(tmp_path: Path, name: str) -> None:
+    """The autoscalers read ServingSim.observe() as at request level; the burst's stretch must not
+    leave a model-based, saturation or HPA autoscaler without the signals it needs."""
+    doc = copy.deepcopy(SCENARIO)
+    doc["duration"] = "40m"
+    doc["workloads"][0]["serving"]["models"][0]["autoscaler"] = {"name": name}
+    sim = _run(tmp_path, doc)
+    m = sim.metrics.summary["serving"][KEY]
+    assert m["autoscaler"] == name and m["completed"] > 0.99 * m["requests"]
+    desired = {d for _t, _v, _b, _r, d in sim.reports["serving"][KEY].timeline}
+    assert desired - {-1.0}, "the autoscaler published a desired count"
+
+
 def test_a_gpu_failure_evicts_the_replica_and_requests_wait_then_time_out(tmp_path: Path) -> None:
     doc = copy.deepcopy(SCENARIO)
     doc["duration"] = "30m"
