@@ -46,19 +46,20 @@ def test_fluid_is_within_5_percent_of_request_level_at_moderate_load() -> None:
 
 @pytest.mark.slow
 def test_over_the_whole_scenario_the_burst_is_where_fluid_diverges() -> None:
-    """The whole 4 h: the models the burst does not touch for long stay close; model A, whose ITL
-    sits near its 10 ms SLO while its GPUs are shared, diverges in attainment and p95 TTFT (the
-    transients of the burst and of replicas starting, and autoscaler decisions taken at different
-    instants; measured: +7 % attainment, +25 % p95 TTFT, docs/serving.md)."""
+    """The whole scenario: model B, on the A100s the training burst does not touch, stays close;
+    models A and C diverge in the burst's half hour (measured over 3 h: A attainment -8.5 %, TTFT
+    p50 +18 % and +13 %, TTFT p95 +52 % and +33 %; docs/serving.md says why). These bounds pin
+    that divergence so that a change making it worse shows."""
     rows = {r.model.split("|")[1]: r for r in compare_pool(SCENARIO)}
     print(table(list(rows.values())))
-    for ns in ("llm-d-model-b", "llm-d-model-c"):
+    b = rows["llm-d-model-b"]
+    assert abs(b.fluid["slo_attainment"] - b.request["slo_attainment"]) <= 0.01
+    for name in LATENCIES:
+        assert abs(b.error(name)) <= 0.05, name
+    for ns in ("llm-d-model-a", "llm-d-model-c"):
         r = rows[ns]
-        assert abs(r.fluid["slo_attainment"] - r.request["slo_attainment"]) <= 0.02
-        for name in LATENCIES:
-            assert abs(r.error(name)) <= 0.10, (ns, name)
-    a = rows["llm-d-model-a"]
-    assert abs(a.error("ttft_p50")) <= 0.10 and abs(a.error("itl_p50")) <= 0.10
-    assert abs(a.fluid["slo_attainment"] - a.request["slo_attainment"]) <= 0.10
-    assert abs(a.error("ttft_p95")) <= 0.40
+        assert abs(r.fluid["slo_attainment"] - r.request["slo_attainment"]) <= 0.12, ns
+        assert abs(r.error("itl_p50")) <= 0.06 and abs(r.error("itl_p95")) <= 0.25, ns
+        assert abs(r.error("ttft_p50")) <= 0.25 and abs(r.error("ttft_p95")) <= 0.65, ns
+        assert abs(r.error("avg_replicas")) <= 0.10, ns
     assert set(METRICS) >= set(LATENCIES)
