@@ -18,9 +18,10 @@ CUDA context and batches as fast as it can; its limit caps what it gets). See do
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 import simpy
 
@@ -28,17 +29,23 @@ from twin.errors import TwinInputError
 from twin.hardware import default_catalog
 from twin.policy.serving.autoscalers import autoscaler_names, get_autoscaler
 from twin.resources import AllocRequest, IsolationMode
-from twin.scenario import ServedModel, ServedVariant, ServingWorkload, UsageProfile
+from twin.scenario import (
+    LoadedScenario,
+    PoolConfig,
+    Scenario,
+    ServedModel,
+    ServedVariant,
+    ServingWorkload,
+    UsageProfile,
+)
 from twin.seeding import component_rng
+from twin.sim.engine import Simulation
 from twin.sim.generators import UsageSeries
-from twin.sim.serving import Replica, ServingConfig, ServingResult, ServingSim
+from twin.sim.serving import ModelRun, Replica, ServingConfig, ServingResult, ServingSim
 from twin.sim.serving_fluid import fluid_serving, is_replay
 from twin.sim.serving_scenario import check_model_doc, serving_config, traffic_trace
 from twin.sim.sources import WORKLOAD_KINDS
 from twin.sim.workers import Outcome, SimWorker
-
-if TYPE_CHECKING:
-    from twin.sim.engine import Simulation
 
 # Below this share of its GPUs a replica is treated as this slow (a starved replica still steps).
 MIN_SHARE = 0.01
@@ -49,14 +56,21 @@ def stretch_of(share: float) -> float:
     return 1.0 / max(share, MIN_SHARE)
 
 
+def slice_stretch_of(share: float, up_limit: float) -> float:
+    """The multiplier when the step times describe the replica on its own slice (its limit): only a
+    share below its limit slows it (a burst above the limit is not counted as a speed-up)."""
+    return max(1.0, min(max(up_limit, MIN_SHARE), 1.0) / max(share, MIN_SHARE))
+
+
 class _ReplicaHooks:
     """What the pool tells one replica about its pod."""
 
-    __slots__ = ("rep", "serving")
+    __slots__ = ("per_slice", "rep", "serving")
 
-    def __init__(self, rep: Replica, serving: ServingSim) -> None:
+    def __init__(self, rep: Replica, serving: ServingSim, per_slice: bool) -> None:
         self.rep = rep
         self.serving = serving
+        self.per_slice = per_slice
 
     def on_bound(self, w: SimWorker) -> None:
         self.serving.replica_bound(self.rep, f"{w.node}:{','.join(w.gpu_ids)}")
@@ -65,7 +79,7 @@ class _ReplicaHooks:
         self.serving.replica_evicted(self.rep, reason)
 
     def on_speed(self, w: SimWorker) -> None:
-        self.rep.set_stretch(stretch_of(w.share))
+        self.rep.set_stretch(slice_stretch_of(w.share, w.up_limit) if self.per_slice else stretch_of(w.share))
 
     def on_done(self, w: SimWorker) -> None:
         if w.outcome is not Outcome.DELETED:  # rejected or OOM-killed: not asked for
@@ -73,12 +87,17 @@ class _ReplicaHooks:
 
 
 class PoolReplicaPods:
-    """One model's replicas as pods: ``templates`` holds each variant's request."""
+    """One model's replicas as pods: ``templates`` holds each variant's request. ``per_slice``: the
+    step times describe a replica on its slice alone (a serving scenario's measured ``perf``), not on
+    a whole GPU."""
 
-    def __init__(self, sim: Simulation, templates: dict[str, AllocRequest], workload: str) -> None:
+    def __init__(
+        self, sim: Simulation, templates: Mapping[str, AllocRequest], workload: str, per_slice: bool = False
+    ) -> None:
         self.sim = sim
-        self.templates = templates
+        self.templates = dict(templates)
         self.workload = workload
+        self.per_slice = per_slice
         self.serving: ServingSim | None = None
         # One constant full-device demand series, shared by every replica (it holds no state).
         self._demand = UsageSeries(UsageProfile(kind="constant", value=1.0), 1.0, 1.0, None)
@@ -88,7 +107,7 @@ class PoolReplicaPods:
         t = self.templates[rep.variant.name]
         req = replace(t, uid=rep.uid, name=rep.name)
         w = self.sim.new_worker(req, self.workload, math.inf, False, self._demand, None)
-        self.sim.submit(w, _ReplicaHooks(rep, self.serving))
+        self.sim.submit(w, _ReplicaHooks(rep, self.serving, self.per_slice))
 
     def delete(self, rep: Replica) -> None:
         # At the end of the instant: the pool may be inside its scheduling pass (an eviction's hook).
@@ -229,3 +248,34 @@ class ServingSource:
 
 
 WORKLOAD_KINDS.register("ServingWorkload", ServingSource)
+
+
+def run_on_pool(
+    models: Sequence[ModelRun],
+    templates: Mapping[str, Mapping[str, AllocRequest]],
+    pool_name: str,
+    pool: PoolConfig,
+    duration_s: float,
+    *,
+    per_slice: bool = True,
+    progress: Callable[[float], None] | None = None,
+    source: str = "",
+) -> dict[str, ServingResult]:
+    """Models on one pool of their own, through the one engine (a serving scenario's ``cluster``, and
+    the Python API): each ``modelID|namespace`` keeps its replicas, metrics, autoscaler and HPAs and
+    meets the others only in the pool, where a replica that does not fit pends. ``templates`` gives
+    each model's request per variant."""
+    keys = [f"{m.config.model_id}|{m.config.namespace}" for m in models]
+    if len(set(keys)) != len(keys):
+        raise TwinInputError("each model (modelID|namespace) may appear once", field="models", value=keys)
+    scenario = Scenario(name="serving", duration=duration_s, pools={pool_name: pool}, controllers=[])
+    sim = Simulation(LoadedScenario(scenario, Path(source).parent, source), record_events=False)
+    sims = []
+    for key, m in zip(keys, models, strict=True):
+        pods = PoolReplicaPods(sim, templates[key], "serving", per_slice=per_slice)
+        serving = ServingSim(m.config, m.trace, m.autoscaler, duration_s=duration_s, env=sim.env, pods=pods)
+        pods.serving = serving
+        serving.start()
+        sims.append(serving)
+    sim.run(progress=progress, chunks=50)
+    return {key: serving.finish() for key, serving in zip(keys, sims, strict=True)}

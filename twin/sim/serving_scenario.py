@@ -28,12 +28,12 @@ from twin.policy.serving.hpa import HPASpec
 from twin.policy.serving.inferno import AcceleratorPerf
 from twin.policy.serving.step_model import GpuSpec, StepModel
 from twin.policy.serving.step_params import derive_wva_params
-from twin.scenario import ServedModel, apply_override
+from twin.resources import AllocRequest, Resource
+from twin.scenario import NodeGroupConfig, PlacementConfig, PoolConfig, ServedModel, apply_override
 from twin.seeding import component_rng
 from twin.serving_doc import ServingScenario, Traffic, Variant
 from twin.sim.azure_trace import AzureTraffic, load_azure_trace, resolve_azure_source, transform_azure_trace
-from twin.sim.serving import EngineConfig, ServingConfig, ServingResult, ServingSim, VariantConfig
-from twin.sim.serving_placement import ClusterPlacer, build_pool, vgpu_request
+from twin.sim.serving import EngineConfig, ModelRun, ServingConfig, ServingResult, ServingSim, VariantConfig
 from twin.sim.serving_report import summarize, write_plots
 from twin.sim.serving_traffic import (
     Burst,
@@ -131,7 +131,7 @@ def load_serving_scenario(path: Path, overrides: Sequence[str] = ()) -> ServingS
         raise TwinInputError("give repeated autoscalers distinct labels", file=file, field="autoscalers", value=labels)
     check_model_doc(scenario, path.parent, file)
     if scenario.cluster is not None:
-        _placer(scenario, file)  # validate models, strategy and slices before running anything
+        _cluster(scenario, file)  # validate models, strategy and slices before running anything
     return scenario
 
 
@@ -180,8 +180,9 @@ def _step_model(v: Variant, base: Path, file: str, i: int, where: str = "") -> S
         raise TwinInputError(err.message, file=file, field=f"{where}variants.{i}.{field}", value=err.value) from err
 
 
-def _placer(s: ServingScenario, file: str) -> ClusterPlacer | None:
-    """A fresh pool and placer for one run (each autoscaler starts from an empty pool)."""
+def _cluster(s: ServingScenario, file: str) -> tuple[PoolConfig, dict[str, AllocRequest]] | None:
+    """The scenario's ``cluster`` as a pool of the engine and each variant's replica request (every
+    autoscaler's run starts from this empty pool)."""
     c = s.cluster
     if c is None:
         return None
@@ -194,24 +195,36 @@ def _placer(s: ServingScenario, file: str) -> ClusterPlacer | None:
                 field=f"cluster.nodes.{i}.gpu_model",
                 value=g.gpu_model,
             )
-    state = build_pool(c.pool, [(catalog.get(g.gpu_model).key, g.count, g.gpus_per_node) for g in c.nodes], catalog)
     try:
-        strategy = get_strategy(c.strategy, **c.params)
+        get_strategy(c.strategy, **c.params)
     except TwinInputError as err:
         raise err.located(file=file, obj="cluster") from err
+    first, *rest = c.nodes
+    pool = PoolConfig(
+        hardware=catalog.get(first.gpu_model).key,
+        count=first.count,
+        gpus_per_node=first.gpus_per_node,
+        placement=PlacementConfig(strategy=c.strategy, params=c.params),
+        node_groups=[
+            NodeGroupConfig(hardware=catalog.get(g.gpu_model).key, count=g.count, gpus_per_node=g.gpus_per_node)
+            for g in rest
+        ],
+    )
     templates = {}
     for i, v in enumerate(s.variants):
         where = f"variants.{i}.vgpu"
         if v.vgpu is None:
             raise TwinInputError("needs a vgpu slice when a cluster is given", file=file, field=where, value=None)
-        model = catalog.get(v.vgpu.gpu_model).key if v.vgpu.gpu_model else None
-        templates[v.name] = vgpu_request(
-            c.pool,
-            parse_tflops(v.vgpu.tflops, field=f"{where}.tflops", file=file),
-            parse_bytes(v.vgpu.vram, field=f"{where}.vram", file=file),
-            model,
+        want = Resource(
+            tflops=parse_tflops(v.vgpu.tflops, field=f"{where}.tflops", file=file),
+            vram=parse_bytes(v.vgpu.vram, field=f"{where}.vram", file=file),
         )
-    return ClusterPlacer(state, strategy, templates)
+        model = catalog.get(v.vgpu.gpu_model).key if v.vgpu.gpu_model else None
+        # An LLM server holds its slice: request = limit.
+        templates[v.name] = AllocRequest(
+            uid="template", namespace=s.model.namespace, pool=c.pool, request=want, limit=want, gpu_model=model
+        )
+    return pool, templates
 
 
 def serving_config(
@@ -364,6 +377,7 @@ def simulate_serving_scenario(
     trace = scenario_trace(scenario, path.parent, seed)
     config = serving_config(scenario, path.parent, str(path), trace)
     results: dict[str, ServingResult] = {}
+    cluster = _cluster(scenario, str(path))
     total = len(scenario.autoscalers) * 50
     for i, a in enumerate(scenario.autoscalers):
         label = a.label or a.name
@@ -377,8 +391,24 @@ def simulate_serving_scenario(
                 done = i * 50 + int(50 * t / scenario.duration) if scenario.duration > 0 else (i + 1) * 50
                 progress(done, total)
 
-        placer = _placer(scenario, str(path))
-        results[label] = ServingSim(config, trace, scaler, placer=placer, duration_s=scenario.duration).run(tick)
+        if cluster is None:
+            results[label] = ServingSim(config, trace, scaler, duration_s=scenario.duration).run(tick)
+            continue
+        from twin.sim.serving_pool import run_on_pool
+
+        pool, templates = cluster
+        key = f"{config.model_id}|{config.namespace}"
+        assert scenario.cluster is not None
+        runs = run_on_pool(
+            [ModelRun(config, trace, scaler)],
+            {key: templates},
+            scenario.cluster.pool,
+            pool,
+            scenario.duration,
+            progress=tick,
+            source=str(path),
+        )
+        results[label] = runs[key]
     report = {
         "scenario": scenario.name,
         "seed": seed,
