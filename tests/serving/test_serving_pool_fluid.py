@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from twin.errors import TwinInputError
@@ -258,6 +258,8 @@ def test_mixture_quantiles_lie_between_the_rows_and_grow_with_p(rows: list[tuple
 
 @settings(max_examples=40, deadline=None)
 @given(q=_quantiles, n=st.integers(1, 6), w=st.floats(0.1, 100.0))
+@example(q=[0.0, 0.0, 1.0], n=3, w=1.0)
+@example(q=[0.0, 1e-05, 3137.0], n=3, w=1.0)  # a narrow segment beside a wide one (no cancellation)
 def test_a_mixture_of_equal_rows_is_that_row(q: list[float], n: int, w: float) -> None:
     out = mixture_quantiles(np.full(n, w), np.array([q] * n), (0.5, 0.95, 0.99))
     for v, expected in zip(out, q, strict=True):

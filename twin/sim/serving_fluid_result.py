@@ -104,38 +104,41 @@ def mixture_quantiles(weights: np.ndarray, quantiles: np.ndarray, probs: tuple[f
     w, q = w[ok], np.maximum(q[ok], 0.0)
     x = np.column_stack([np.zeros(len(q)), q, q[:, 2] + np.maximum(q[:, 2] - q[:, 1], 0.0)])
     x = np.maximum.accumulate(x, axis=1)
+    lo, hi = x[:, :4], x[:, 1:]
     mass = w[:, None] * np.diff(LEVELS)[None, :]  # each row's probability on each of its 4 segments
-    width = np.diff(x, axis=1)
-    # A segment narrower than this is a point mass at its end (a slope across it would be huge and
-    # its running sum imprecise).
-    point = width <= 1e-9 * max(float(x.max()), 1.0)
-    slope = np.where(point, 0.0, mass / np.where(point, 1.0, width))
-    # Sweep the knots in order: slopes switch on and off, point masses jump.
-    knots = np.concatenate([x[:, :4].ravel(), x[:, 1:].ravel()])
-    d_slope = np.concatenate([slope.ravel(), -slope.ravel()])
-    jump = np.concatenate([np.zeros(slope.size), np.where(point, mass, 0.0).ravel()])
-    order = np.argsort(knots, kind="stable")
-    knots, d_slope, jump = knots[order], d_slope[order], jump[order]
-    xs, first = np.unique(knots, return_index=True)
-    slope_after = np.add.reduceat(d_slope, first).cumsum()
-    jumps = np.add.reduceat(jump, first)
-    cont = np.concatenate([[0.0], np.cumsum(slope_after[:-1] * np.diff(xs))])
-    before = cont + np.concatenate([[0.0], np.cumsum(jumps)[:-1]])  # F just left of each knot
-    after = before + jumps
-    total = w.sum()
-    xs = np.repeat(xs, 2)  # each knot twice: its left limit then its value (a jump is vertical)
-    cdf = np.maximum.accumulate(np.clip(np.column_stack([before, after]).ravel() / total, 0.0, 1.0))
+    # A segment narrower than this is a point mass at its end.
+    point = (hi - lo) <= 1e-9 * max(float(x.max()), 1.0)
+    width = np.where(point, 1.0, hi - lo)
+
+    def cdf(v: float, left: bool = False) -> float:
+        """Weight at or below ``v`` (strictly below for point masses when ``left``): a sum of
+        nonnegative terms, so no cancellation however narrow a segment is."""
+        steps = (v > hi) if left else (v >= hi)
+        frac = np.where(point, steps, np.clip((v - lo) / width, 0.0, 1.0))
+        return float((mass * frac).sum())
+
+    knots = np.unique(x)
+    total = float(w.sum())
     out: list[float | None] = []
     for p in probs:
-        j = int(np.searchsorted(cdf, p, side="left"))
-        if j <= 0:
-            out.append(float(xs[0]))
-        elif j >= xs.size:
-            out.append(float(xs[-1]))
-        else:
-            f0, f1 = cdf[j - 1], cdf[j]
-            frac = (p - f0) / (f1 - f0) if f1 > f0 else 0.0
-            out.append(float(xs[j - 1] + frac * (xs[j] - xs[j - 1])))
+        target = p * total
+        # The first knot where the mixture reaches p; between knots it is linear.
+        k_lo, k_hi = 0, knots.size - 1
+        while k_lo < k_hi:
+            mid = (k_lo + k_hi) // 2
+            if cdf(float(knots[mid])) >= target:
+                k_hi = mid
+            else:
+                k_lo = mid + 1
+        xk = float(knots[k_lo])
+        f_left = cdf(xk, left=True)
+        if k_lo == 0 or target > f_left:
+            out.append(xk)  # the first knot, or inside a point mass at it
+            continue
+        x0 = float(knots[k_lo - 1])
+        f0 = cdf(x0)
+        frac = (target - f0) / (f_left - f0) if f_left > f0 else 0.0
+        out.append(x0 + frac * (xk - x0))
     return out
 
 
