@@ -71,6 +71,18 @@ def _holder(qos: str, start: str, lifetime: str, percent: int = 100) -> dict[str
     }
 
 
+def _training(work_tflop: float, **extra: Any) -> dict[str, Any]:
+    """One low-QoS training job on half a GPU (limit: all of it) from t=0."""
+    return {
+        "name": "training",
+        "arrival": {"process": "bursts", "burst_every": "48h", "burst_size": 1, "start": "0s"},
+        "work_tflop": {"kind": "fixed", "value": work_tflop},
+        "qos": {"low": 1.0},
+        "shapes": [HALF_GPU],
+        **extra,
+    }
+
+
 def _run(path: Path) -> tuple[Simulation, ServingResult]:
     sim = Simulation(load_scenario(path), check_invariants=True)
     sim.run()
@@ -133,13 +145,7 @@ def test_a_node_failure_evicts_the_replica_which_returns_when_the_node_recovers(
 
 def test_step_time_stretches_by_the_share_a_training_neighbour_leaves(tmp_path: Path) -> None:
     alone = _run(_scenario(tmp_path, [_serving([_model(rate=1.0)])]))[1]
-    training = {
-        "name": "training",
-        "arrival": {"process": "bursts", "burst_every": "48h", "burst_size": 1, "start": "0s"},
-        "work_tflop": {"kind": "fixed", "value": 1e12},
-        "qos": {"low": 1.0},
-        "shapes": [HALF_GPU],
-    }
+    training = _training(1e12)
     shared = _run(_scenario(tmp_path, [training, _serving([_model(rate=1.0)])]))[1]
     stretches = {s for _t, _v, _p, s in shared.pool_timeline if np.isfinite(s)}
     assert stretches == {2.0}  # soft isolation, equal requests, both busy: half the GPU each
@@ -197,3 +203,34 @@ def test_bad_serving_input_names_file_and_field(tmp_path: Path, change: dict[str
     with pytest.raises(TwinInputError) as err:
         Simulation(load_scenario(path))
     assert field in str(err.value) and "scenario.yaml" in str(err.value)
+
+
+def test_a_replica_takes_from_its_neighbour_what_it_uses_and_steps_at_its_busy_share(tmp_path: Path) -> None:
+    """Its compute demand is its busy fraction (sampled every scrape interval), so an idle replica
+    leaves a training job on its GPU nearly all of it, a busy one half; its own step time follows the
+    share it gets while busy."""
+    training = _training(400_000, usage={"compute": {"kind": "constant", "value": 1.0}})  # wants the whole GPU
+
+    def training_hours(models: list[dict[str, Any]]) -> float:
+        workloads = [training, _serving(models)] if models else [training]
+        sim = Simulation(load_scenario(_scenario(tmp_path, workloads, duration="40m")))
+        sim.run()
+        w = sim.workers["training-0"]
+        assert w.finished_at is not None
+        return w.finished_at / 3600.0
+
+    alone = training_hours([])
+    beside_idle = training_hours([_model(rate=0.02)])
+    beside_busy = training_hours([_model(rate=20.0)])
+    assert beside_idle == pytest.approx(alone, rel=0.1)
+    assert beside_busy > 1.6 * alone
+
+
+def test_the_replica_demand_follows_its_busy_fraction(tmp_path: Path) -> None:
+    sim = Simulation(load_scenario(_scenario(tmp_path, [_serving([_model(rate=0.02)])])))
+    sim.run()
+    w = sim.workers["serve/llama-1"]
+    assert 0.02 <= w.demand < 0.1  # a few requests in 30 minutes: nearly idle
+    sim = Simulation(load_scenario(_scenario(tmp_path, [_serving([_model(rate=20.0)])])))
+    sim.run()
+    assert sim.workers["serve/llama-1"].demand > 0.9  # continuous batching keeps stepping

@@ -165,9 +165,16 @@ class FluidReplica(Replica):
     def __init__(self, sim: ServingSim, variant: VariantConfig, name: str) -> None:
         super().__init__(sim, variant, name)
         self.fluid = (0.0, 0.0, 0.0)
+        self.busy_fraction = 0.0  # of the last window: its compute demand in the pool
 
     def metrics_now(self) -> tuple[float, float, float]:
         return self.fluid
+
+    def busy_seconds(self) -> float:
+        """Busy time so far: the closed windows', and the open one's at the last window's fraction."""
+        if self.state != "ready":
+            return self.busy_s
+        return self.busy_s + (self.env.now - self._fluid_sim().window_start) * self.busy_fraction
 
     def set_stretch(self, stretch: float) -> None:
         if stretch == self.stretch:
@@ -234,10 +241,13 @@ class FluidServingSim(ServingSim):
         env: simpy.Environment,
         pods: ReplicaPods,
         rng: np.random.Generator,
+        autoscaling_active: bool = True,
     ) -> None:
         """``rng`` draws what each scrape reads around the fluid means."""
         empty = Trace(np.empty(0), np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64))
-        super().__init__(config, empty, autoscaler, duration_s=duration_s, env=env, pods=pods)
+        super().__init__(
+            config, empty, autoscaler, duration_s=duration_s, env=env, pods=pods, autoscaling_active=autoscaling_active
+        )
         self.traffic = traffic
         self.rng = rng
         self.slo = SLO(config.slo_ttft_ms, config.slo_itl_ms)
@@ -269,6 +279,10 @@ class FluidServingSim(ServingSim):
             tab = self._tables[key] = _Table(full, speed, scale)
         return tab
 
+    @property
+    def window_start(self) -> float:
+        return self._window_start
+
     # ---------------------------------------------------------------- windows
 
     def _before_scrape(self) -> None:
@@ -282,6 +296,9 @@ class FluidServingSim(ServingSim):
             return
         self._window_start = now
         dt = now - t0
+        for ready in self._ready():
+            if isinstance(ready, FluidReplica):  # the open window's busy time, at its estimate
+                ready.busy_s += dt * ready.busy_fraction
         arrivals, in_mean, out_mean = self.traffic.window(t0, now)
         groups: dict[tuple[str, float], list[FluidReplica]] = {}
         for rep in self._ready():
@@ -341,6 +358,8 @@ class FluidServingSim(ServingSim):
                 # M/G/inf system, whose count is Poisson around the fluid mean (docs/serving.md).
                 r = float(min(ran, n_max))
                 rep.fluid = (r, float(wait), min(r * tab.kv_per_running, 1.0))
+                # Busy (stepping) while it holds a request: P(count >= 1) of that Poisson count.
+                rep.busy_fraction = 1.0 - math.exp(-(running + waiting))
             done = served * dt
             self.rows.add(t0, now, key[0], 1.0 / key[1], r_g * dt, done, rejected, left, out_mean, values)
             self._served += done
@@ -383,11 +402,13 @@ def fluid_serving(
     rng: np.random.Generator,
     file: str | None,
     where: str,
+    autoscaling_active: bool = True,
 ) -> FluidServingSim:
     """A model in fluid mode (``trace``: the replay when its traffic replays one, else None)."""
     check_fluid_model(m, file, where)
     try:
-        return FluidServingSim(config, fluid_traffic(m.traffic, trace), scaler, duration_s, env, pods, rng)
+        traffic = fluid_traffic(m.traffic, trace)
+        return FluidServingSim(config, traffic, scaler, duration_s, env, pods, rng, autoscaling_active)
     except TwinInputError as err:
         raise err.located(file=file, obj=f"{where}variants") from err
 
