@@ -46,6 +46,7 @@ class EngineSetup:
     gpu_memory_utilization: float = 0.9
     prefix_caching: bool = True
     efficiency: Efficiency | None = None
+    async_scheduling: bool = False
 
     def step_model(self) -> StepModel:
         ep = self.tp * self.replicas if self.expert_parallel and self.arch.is_moe else 1
@@ -75,6 +76,7 @@ class EngineSetup:
             kv_on_demand=True,
             prefix_caching=self.prefix_caching,
             dp_lockstep=self.expert_parallel and self.arch.is_moe and self.replicas > 1,
+            async_scheduling=self.async_scheduling,
         )
 
     def serving_config(self) -> ServingConfig:
@@ -91,7 +93,11 @@ class EngineSetup:
 
 
 class TrajectoryRecorder:
-    """Samples running and waiting requests over all replicas every second (vLLM's logging interval)."""
+    """Samples running and waiting requests over all replicas every second (vLLM's logging interval).
+
+    As vLLM counts them: a request is running once a step has scheduled some of its tokens; one the
+    simulated replica has admitted but whose first chunk still waits for the token budget is waiting
+    (vLLM moves a request to its running list only when it schedules it)."""
 
     def __init__(self, sim: ServingSim, every_s: float = 1.0) -> None:
         self.sim = sim
@@ -104,7 +110,10 @@ class TrajectoryRecorder:
         while True:
             yield env.timeout(self.every_s)
             reps = self.sim._ready()
-            self.points.append((env.now, sum(len(r.running) for r in reps), sum(len(r.waiting) for r in reps)))
+            admitted = sum(len(r.running) for r in reps)
+            running = sum(1 for r in reps for s in r.running if s.generated > 0 or s.prefill_left < s.prompt)
+            waiting = sum(len(r.waiting) for r in reps) + admitted - running
+            self.points.append((env.now, running, waiting))
 
 
 def run_engine(
@@ -210,6 +219,7 @@ def setup_for_run(
         gpu_memory_utilization=run.gpu_memory_utilization,
         prefix_caching=run.prefix_caching,
         efficiency=eff,
+        async_scheduling=run.async_scheduling,
     )
 
 
