@@ -163,3 +163,20 @@ def test_only_the_kernel_builds_a_simpy_environment() -> None:
                 if isinstance(fn, ast.Attribute) and fn.attr == "Environment" and ast.unparse(fn.value) == "simpy":
                     offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert offenders == []
+
+
+def test_only_the_one_builder_constructs_a_cluster_state() -> None:
+    """Scenarios, cluster files, node lists, serving pools and the live inventory describe their
+    cluster (``twin.cluster_desc.ClusterDescription``); only ``build_state`` makes the state."""
+    allowed = {"twin/cluster_desc.py"}
+    offenders = []
+    for pkg in ("twin", "live", "benchmarks"):
+        for path in sorted((ROOT / pkg).rglob("*.py")):
+            rel = path.relative_to(ROOT).as_posix()
+            if rel in allowed:
+                continue
+            tree = ast.parse(path.read_text(), filename=str(path))
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Call) and ast.unparse(node.func).split(".")[-1] == "ClusterState":
+                    offenders.append(f"{rel}:{node.lineno}")
+    assert offenders == []
