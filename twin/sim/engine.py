@@ -30,16 +30,18 @@ from twin.policy.placement import PlacementResult, PlacementStrategy, get_strate
 from twin.policy.placement.cpu_only import CpuOnlyAware
 from twin.policy.quota import AdjustRefusal, QuotaStore
 from twin.policy.vertical.loop import AdjustRefused
-from twin.resources import GIB, AllocRequest, GPUPhase, IsolationMode, Resource
+from twin.resources import GIB, AllocRequest, GPUPhase, IsolationMode, QoS, Resource
 from twin.scenario import LoadedScenario, Scenario
 from twin.sim.cluster import build_cluster, pool_placement
 from twin.sim.contention import GpuLoad
+from twin.sim.controllers import CONTROLLERS
 from twin.sim.demand import default_demand, default_vram
 from twin.sim.events import EventLog
 from twin.sim.generators import UsageSeries
+from twin.sim.host import Gauges, SimHost
 from twin.sim.kernel import new_environment
-from twin.sim.limiter_loop import CONTROLLERS, LimiterLoop
-from twin.sim.metrics import Metrics
+from twin.sim.limiter_loop import LimiterLoop
+from twin.sim.metrics import Metrics, RunInfo
 from twin.sim.sources import install_sources
 from twin.sim.workers import Outcome, Phase, PodHooks, SimWorker, request_signature
 from twin.state import ClusterState
@@ -149,10 +151,14 @@ class Simulation:
         self.alloc_tflops_int = 0.0
         self.busy_gpus_int = 0.0
         self.failed_gpus: set[str] = set()
-        self.metrics = Metrics(self)
+        self.metrics = Metrics(
+            self.events, self, self.state, RunInfo(self.scenario, self.seed, self.profiles, self.catalog)
+        )
         self.rollout_hooks: list[Callable[[SimWorker], None]] = []
+        self.controllers: dict[str, object] = {}  # what each installed controller returned, by name
         self.limiter_loop: LimiterLoop | None = None
-        install_sources(self)
+        host: SimHost = self  # workload kinds and controllers see the engine through this Protocol
+        install_sources(host)
         self._install_faults()
         self._install_controllers()
 
@@ -168,6 +174,39 @@ class Simulation:
 
     def pool_capacity_tflops(self, pool: str) -> float:
         return self.profiles[pool].fp16_tflops
+
+    # ------------------------------------------------------------------ what observers read
+
+    def gauges(self) -> Gauges:
+        """The pool's running totals now, integrals included (the metrics collector's one view)."""
+        self.integrate()
+        pq = self.pending.count_by_qos
+        return Gauges(
+            self.env.now,
+            self.running,
+            self.native_running,
+            self.pending.size,
+            (pq[QoS.LOW], pq[QoS.MEDIUM], pq[QoS.HIGH], pq[QoS.CRITICAL]),
+            self.load.busy_gpus,
+            len(self.failed_gpus),
+            self.alloc_tflops,
+            self.alloc_vram,
+            self.limit_tflops,
+            self.limit_vram,
+            self.limit_tflops_once,
+            self.limit_vram_once,
+            self.load.used_tflops,
+            self.slowdown_sum / self.slowdown_count if self.slowdown_count else 1.0,
+            self.tf_cost,
+            self.busy_cost,
+            self.used_tflops_int,
+            self.alloc_tflops_int,
+            self.busy_gpus_int,
+        )
+
+    def add_summary_section(self, name: str, section: Callable[[], dict[str, Any]]) -> None:
+        """``summary[name] = section()`` at the end of the run (a controller's own report)."""
+        self.metrics.add_section(name, section)
 
     def new_worker(
         self,
@@ -218,8 +257,7 @@ class Simulation:
     def arrive(self, w: SimWorker) -> None:
         """A worker appears (pod created): try it now, or queue it behind its own kind."""
         self.workers[w.uid] = w
-        self.metrics.observe_arrival(w)
-        self.events.log(self.env.now, "arrive", w.uid, workload=w.workload, qos=w.qos.value, native=w.native)
+        self.events.log(self.env.now, "arrive", w.uid, w, workload=w.workload, qos=w.qos.value, native=w.native)
         self.cycle.submit(w)
 
     def request_pass(self) -> None:
@@ -271,8 +309,7 @@ class Simulation:
         w.phase = Phase.DONE
         w.outcome = Outcome.REJECTED
         w.finished_at = self.env.now
-        self.events.log(self.env.now, "reject", w.uid, reason=reason)
-        self.metrics.on_done(w)
+        self.events.log(self.env.now, "reject", w.uid, w, reason=reason)
         self._after_done(w)
 
     # ------------------------------------------------------------------ binding and running
@@ -288,7 +325,6 @@ class Simulation:
         w.last_t = now
         if w.first_start is None:
             w.first_start = now
-        self.metrics.on_pending_done(w, now - w.pending_since)
         w.last_reason = ""
         if not w.gpu_ids:
             self._bind_cpu_only(w, res, now)
@@ -322,6 +358,7 @@ class Simulation:
                 now,
                 "bind",
                 w.uid,
+                w,
                 node=w.node,
                 gpus=list(w.gpu_ids),
                 template=res.partition_template,
@@ -331,7 +368,7 @@ class Simulation:
                 strategy=self.strategies[w.req.pool].name,
             )
         else:  # the details are only rendered into events.jsonl: skip building them
-            self.events.count("bind")
+            self.events.log(now, "bind", w.uid, w)
         if w.hooks is not None:
             w.hooks.on_bound(w)
         if self._check_oom(w, usage):
@@ -365,9 +402,9 @@ class Simulation:
         w.alone = w.share = 0.0
         w.rate = 1.0
         if self.events.wants_details("bind"):
-            self.events.log(now, "bind", w.uid, node=w.node, gpus=[], waited=round(now - w.pending_since, 6))
+            self.events.log(now, "bind", w.uid, w, node=w.node, gpus=[], waited=round(now - w.pending_since, 6))
         else:
-            self.events.count("bind")
+            self.events.log(now, "bind", w.uid, w)
         if w.hooks is not None:
             w.hooks.on_bound(w)
         self._schedule_completion(w)
@@ -552,8 +589,7 @@ class Simulation:
             others = self.load.vram_used[g] - w.vram_usage
             reason = vram_oom_reason(usage, self._mem_limit(w, g), others, self.load.vram_capacity[g])
             if reason is not None:
-                self.events.log(self.env.now, "oom", w.uid, gpu=g, reason=reason, usage_gib=round(usage / GIB, 3))
-                self.metrics.on_oom(w)
+                self.events.log(self.env.now, "oom", w.uid, w, gpu=g, reason=reason, usage_gib=round(usage / GIB, 3))
                 self.finish(w, Outcome.OOM_KILLED)
                 return True
         self.load.set_vram(w, usage)
@@ -620,8 +656,7 @@ class Simulation:
         w.outcome = outcome
         w.finished_at = now
         if outcome is not Outcome.OOM_KILLED:
-            self.events.log(now, "finish", w.uid, outcome=outcome.value)
-        self.metrics.on_done(w)
+            self.events.log(now, "finish", w.uid, w, outcome=outcome.value)
         self._after_done(w)
 
     def _after_done(self, w: SimWorker) -> None:
@@ -641,10 +676,7 @@ class Simulation:
         w.node = None
         if preempted:
             w.preemptions += 1
-            self.metrics.on_preempted(w)
-        else:
-            self.metrics.on_fault_eviction(w)
-        self.events.log(self.env.now, "evict", w.uid, reason=reason)
+        self.events.log(self.env.now, "evict", w.uid, w, reason=reason)
         if w.hooks is not None:
             w.hooks.on_evicted(w, reason)
         if not preempted:
@@ -717,8 +749,10 @@ class Simulation:
                 field="controllers.limiter.params.mode",
                 value=mode,
             )
+        host: SimHost = self
         if limiter is not None and mode == "loop":
-            CONTROLLERS.get("limiter", sim=self, config=limiter)
+            self.controllers["limiter"] = loop = CONTROLLERS.get("limiter", sim=host, config=limiter)
+            self.limiter_loop = cast(LimiterLoop, loop)
         vertical = self.scenario.controller("vertical-autoscaler")
         if vertical is not None:
             if "vertical-autoscaler" not in CONTROLLERS:
@@ -728,11 +762,10 @@ class Simulation:
                     field="controllers",
                     value="vertical-autoscaler",
                 )
-            CONTROLLERS.get("vertical-autoscaler", sim=self, config=vertical)
+            self.controllers["vertical-autoscaler"] = CONTROLLERS.get("vertical-autoscaler", sim=host, config=vertical)
 
     def _metrics_loop(self, period: float) -> Any:
         while True:
-            self.integrate()
             self.metrics.sample()
             yield self.env.timeout(period)
 
