@@ -8,7 +8,6 @@ result with pydantic; every error names the file, the field path and the bad val
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -23,33 +22,10 @@ from pydantic import (
     model_validator,
 )
 
-from twin import yamlsafe
+from twin import serving_doc, yamlsafe
+from twin.durations import Duration, parse_duration
 from twin.errors import TwinInputError, TwinInputErrors
 from twin.resources import GIB, IsolationMode, QoS, QuotaSpec, Resource
-
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
-_DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(ms|s|min|m|h|d|w)?\s*$")
-
-
-def parse_duration(value: object) -> float:
-    """Seconds from a number or a string such as ``"90s"``, ``"15m"``, ``"6h"``, ``"1d"``, ``"1w"``."""
-    if isinstance(value, bool):
-        raise ValueError("a duration must be a number of seconds or a string like '6h'")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str):
-        match = _DURATION.match(value)
-        if not match:
-            raise ValueError(f"cannot read {value!r} as a duration; use seconds or a suffix ms, s, m, h, d, w")
-        seconds = float(match.group(1)) * _UNITS[match.group(2) or "s"]
-    else:
-        raise ValueError("a duration must be a number of seconds or a string like '6h'")
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ValueError("a duration must be finite and not negative")
-    return seconds
-
-
-Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
 class _Model(BaseModel):
@@ -329,7 +305,74 @@ class TraceWorkload(_Model):
     keep_gpu_model: bool = False  # openb's models (T4, V100M16, G1, ...) rarely exist in a scenario pool
 
 
-_KIND_KEYS = (("manifest", "ManifestWorkload"), ("trace", "TraceWorkload"))
+class ReplicaVGPU(_Model):
+    """The pod each replica of a served variant runs as: its vGPU request and limit per GPU (the
+    limit defaults to the request), isolation (default: the pool's), GPU model and QoS."""
+
+    request: ResourceAmount
+    limit: ResourceAmount | None = None
+    isolation: IsolationMode | None = None
+    gpu_model: str | None = None
+    qos: QoS = QoS.HIGH
+
+
+class ServedVariant(serving_doc.Variant):
+    """A variant of a served model in a pool scenario: ``vgpu`` is the replica pod's request."""
+
+    vgpu: ReplicaVGPU  # type: ignore[assignment]  # the pool form replaces the serving scenario's slice
+
+
+class ServedModel(_Model):
+    """One model behind WVA in a pool scenario: its SLO, variants, traffic and autoscaler. The
+    sections are those of a serving scenario (docs/serving.md)."""
+
+    model: serving_doc.ModelRef
+    slo: serving_doc.SLO
+    router: Literal["least-loaded", "round-robin"] = "least-loaded"
+    scrape_interval: Duration = 15.0
+    request_timeout: Duration = 60.0
+    scale_to_zero: bool = False
+    keda: bool = False
+    hpa: serving_doc.HPA = Field(default_factory=lambda: serving_doc.HPA.model_validate({}))
+    variants: list[ServedVariant] = Field(min_length=1, max_length=16)
+    traffic: serving_doc.Traffic
+    autoscaler: serving_doc.AutoscalerDoc = Field(
+        default_factory=lambda: serving_doc.AutoscalerDoc(name="saturation-v1")
+    )
+
+    @model_validator(mode="after")
+    def _unique_variants(self) -> ServedModel:
+        names = [v.name for v in self.variants]
+        if len(set(names)) != len(names):
+            raise ValueError(f"variant names must be unique; got {names}")
+        return self
+
+
+class ServingSection(_Model):
+    models: list[ServedModel] = Field(min_length=1, max_length=64)
+
+    @model_validator(mode="after")
+    def _unique_models(self) -> ServingSection:
+        keys = [(m.model.id, m.model.namespace) for m in self.models]
+        if len(set(keys)) != len(keys):
+            raise ValueError("each model (id, namespace) may appear once")
+        pods = [(m.model.namespace, v.name) for m in self.models for v in m.variants]
+        if len(set(pods)) != len(pods):
+            raise ValueError("variant names must be unique within a namespace (they name the replica pods)")
+        return self
+
+
+class ServingWorkload(_Model):
+    """LLM models served by vLLM-like replicas that run as pods of the pool: they pend when it is
+    full, are preempted by higher QoS and evicted by faults, and step slower when neighbours take
+    their GPUs' share (twin.sim.serving_pool)."""
+
+    name: str
+    pool: str | None = None
+    serving: ServingSection
+
+
+_KIND_KEYS = (("manifest", "ManifestWorkload"), ("trace", "TraceWorkload"), ("serving", "ServingWorkload"))
 
 
 def _workload_kind(value: Any) -> str:
@@ -343,7 +386,8 @@ def _workload_kind(value: Any) -> str:
 Workload = Annotated[
     Annotated[GeneratorWorkload, Tag("GeneratorWorkload")]
     | Annotated[ManifestWorkload, Tag("ManifestWorkload")]
-    | Annotated[TraceWorkload, Tag("TraceWorkload")],
+    | Annotated[TraceWorkload, Tag("TraceWorkload")]
+    | Annotated[ServingWorkload, Tag("ServingWorkload")],
     Discriminator(_workload_kind),
 ]
 
@@ -459,8 +503,9 @@ class Scenario(_Model):
         if dupes:
             raise ValueError(f"workload names must be unique; repeated: {', '.join(dupes)}")
         for w in self.workloads:
-            if isinstance(w, GeneratorWorkload | TraceWorkload) and w.pool is not None and w.pool not in self.pools:
-                raise ValueError(f"workload {w.name!r} names pool {w.pool!r}; pools are {sorted(self.pools)}")
+            pool = w.pool if isinstance(w, GeneratorWorkload | TraceWorkload | ServingWorkload) else None
+            if pool is not None and pool not in self.pools:
+                raise ValueError(f"workload {w.name!r} names pool {pool!r}; pools are {sorted(self.pools)}")
         ctrl = [c.name for c in self.controllers]
         if len(set(ctrl)) != len(ctrl):
             raise ValueError("each controller may appear once")

@@ -12,7 +12,8 @@ import math
 
 from twin import limits
 from twin.errors import TwinInputError
-from twin.scenario import Arrival, Distribution, GeneratorWorkload, Scenario
+from twin.scenario import Arrival, Distribution, GeneratorWorkload, Scenario, ServingWorkload
+from twin.serving_doc import Traffic
 
 
 def check_scenario_limits(scenario: Scenario, *, file: str | None = None) -> None:
@@ -33,7 +34,8 @@ def check_scenario_limits(scenario: Scenario, *, file: str | None = None) -> Non
     events = estimated_events(scenario)
     if events > limits.MAX_EVENTS.value:
         raise fail(
-            f"about {limits.fmt(round(events))} events (arrivals, usage updates and controller ticks) is above "
+            f"about {limits.fmt(round(events))} events (arrivals, served requests, usage updates and controller "
+            "ticks) is above "
             f"the {limits.MAX_EVENTS.hint()}; shorten the duration, lower the rates or lengthen the intervals",
             "duration",
             scenario.duration,
@@ -42,7 +44,8 @@ def check_scenario_limits(scenario: Scenario, *, file: str | None = None) -> Non
 
 def estimated_events(scenario: Scenario) -> float:
     """Arrivals (at the peak rate, capped by max_count), their usage updates (each moving usage
-    profile is re-read every ``step`` over a worker's mean lifetime), and controller ticks."""
+    profile is re-read every ``step`` over a worker's mean lifetime), served models' requests, and
+    controller ticks."""
     total = sum(scenario.duration / c.period for c in scenario.controllers)
     for w in scenario.workloads:
         if isinstance(w, GeneratorWorkload):
@@ -51,8 +54,15 @@ def estimated_events(scenario: Scenario) -> float:
             horizon = scenario.duration if life is None else min(life, scenario.duration)
             moving = [p for p in (w.usage.compute, w.usage.vram_gib) if p is not None and p.kind != "constant"]
             total += arrivals * (1 + sum(horizon / p.step for p in moving))
+        elif isinstance(w, ServingWorkload):
+            total += sum(_requests(m.traffic, scenario.duration) for m in w.serving.models)
     total += len(scenario.faults)
     return total
+
+
+def _requests(t: Traffic, duration: float) -> float:
+    """A served model's requests at its peak generated rate (a replayed file is size-limited)."""
+    return (t.rate * (1.0 + t.amplitude) + sum(b.rate for b in t.bursts)) * duration
 
 
 def _mean(d: Distribution) -> float | None:

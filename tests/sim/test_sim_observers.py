@@ -94,6 +94,16 @@ def test_observers_get_what_the_event_is_about_which_is_never_rendered() -> None
 
 def test_the_modules_around_the_engine_do_not_name_it() -> None:
     root = Path(__file__).resolve().parents[2] / "twin" / "sim"
-    for name in ("metrics", "fragmentation", "sources", "trace_source", "limiter_loop", "vertical", "controllers"):
+    modules = (
+        "metrics",
+        "fragmentation",
+        "sources",
+        "trace_source",
+        "serving_pool",
+        "limiter_loop",
+        "vertical",
+        "controllers",
+    )
+    for name in modules:
         text = (root / f"{name}.py").read_text()
         assert "twin.sim.engine" not in text and "TYPE_CHECKING" not in text, name

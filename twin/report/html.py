@@ -19,6 +19,7 @@ img { max-width: 100%; margin: 0.5em 0; } .muted { color: #777; }
 
 PLOT_TITLES = {
     "allocation.png": "Allocation and utilisation",
+    "serving.png": "Serving: TTFT p95 per minute and step stretch (left), replicas (right), per model",
     "pending_queue.png": "Pending queue",
     "pending_times.png": "Pending times",
     "fragmentation.png": "Fragmentation",
@@ -123,6 +124,45 @@ def render_report(summary: Mapping[str, Any], plots: Mapping[str, bytes]) -> str
                         p["mean_slowdown"],
                     ]
                     for p in s["phases"]
+                ],
+            )
+        )
+    if s.get("serving"):
+        parts.append("<h2>Serving (per model; latencies in ms)</h2>")
+        parts.append(
+            _grid(
+                [
+                    "model",
+                    "requests",
+                    "TTFT p50",
+                    "TTFT p95",
+                    "TTFT p99",
+                    "ITL p50",
+                    "ITL p95",
+                    "ITL p99",
+                    "SLO attainment",
+                    "avg replicas",
+                    "max pending",
+                    "evictions",
+                    "mean step stretch",
+                ],
+                [
+                    [
+                        key,
+                        m["requests"],
+                        m["ttft_ms"]["p50"],
+                        m["ttft_ms"]["p95"],
+                        m["ttft_ms"]["p99"],
+                        m["itl_ms"]["p50"],
+                        m["itl_ms"]["p95"],
+                        m["itl_ms"]["p99"],
+                        m["slo_attainment"],
+                        m["avg_replicas"],
+                        max((v["max_pending"] for v in m["variants"].values()), default=0),
+                        sum(m["replica_evictions"].values()),
+                        ", ".join(f"{name} {v['mean_step_stretch']}" for name, v in m["variants"].items()),
+                    ]
+                    for key, m in s["serving"].items()
                 ],
             )
         )

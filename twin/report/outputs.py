@@ -53,12 +53,21 @@ def write_run_outputs(sim: Simulation, out_dir: str | Path, *, plots: bool = Tru
         atomic_write_text(out / "timeseries.csv", timeseries_csv(sim.metrics.rows)),
         atomic_write_text(out / "events.jsonl", sim.events.to_jsonl()),
     ]
+    serving = sim.reports.get("serving")
+    if serving:
+        from twin.sim.serving_pool_report import timeseries_csv as serving_csv
+
+        written.append(atomic_write_text(out / "serving-timeseries.csv", serving_csv(serving)))
     if plots:
         from twin.report.html import render_report
         from twin.report.plots import all_plots
 
         waits = {q.value: sim.metrics.pending_waits[q] for q in QOS_ORDER}
         images = all_plots(series_of(sim.metrics.rows), waits, sim.scenario.duration)
+        if serving:
+            from twin.report.serving_plots import plot_png
+
+            images["serving.png"] = plot_png(serving)
         for name, data in images.items():
             written.append(atomic_write_bytes(out / name, data))
         written.append(atomic_write_text(out / "report.html", render_report(summary, images)))

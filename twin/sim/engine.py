@@ -157,6 +157,9 @@ class Simulation:
         self.rollout_hooks: list[Callable[[SimWorker], None]] = []
         self.controllers: dict[str, object] = {}  # what each installed controller returned, by name
         self.limiter_loop: LimiterLoop | None = None
+        # End-of-run steps of workload kinds (serving closes its books) and what they publish.
+        self.finishers: list[Callable[[], None]] = []
+        self.reports: dict[str, Any] = {}
         host: SimHost = self  # workload kinds and controllers see the engine through this Protocol
         install_sources(host)
         self._install_faults()
@@ -203,6 +206,11 @@ class Simulation:
             self.alloc_tflops_int,
             self.busy_gpus_int,
         )
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """The run summary (complete after :meth:`run`; ``finishers`` may add their sections)."""
+        return self.metrics.summary
 
     def add_summary_section(self, name: str, section: Callable[[], dict[str, Any]]) -> None:
         """``summary[name] = section()`` at the end of the run (a controller's own report)."""
@@ -787,6 +795,8 @@ class Simulation:
                 self._advance(w, end)
         self.metrics.sample()
         self.metrics.finalize()
+        for finish in self.finishers:
+            finish()
 
 
 def _pricing(scenario: Scenario) -> PricingTable:

@@ -26,7 +26,7 @@ from twin.scenario import LoadedScenario, Scenario
 from twin.sim.contention import GpuLoad
 from twin.sim.events import EventLog
 from twin.sim.generators import UsageSeries
-from twin.sim.workers import Outcome, SimWorker
+from twin.sim.workers import Outcome, PodHooks, SimWorker
 from twin.state import ClusterState
 
 
@@ -96,7 +96,15 @@ class SimHost(Protocol):
     @property
     def running_set(self) -> Mapping[str, SimWorker]: ...
     @property
+    def workers(self) -> Mapping[str, SimWorker]: ...  # every pod created so far, by uid
+    @property
     def rollout_hooks(self) -> list[Callable[[SimWorker], None]]: ...
+    @property
+    def finishers(self) -> list[Callable[[], None]]: ...  # end-of-run steps, after the summary
+    @property
+    def reports(self) -> dict[str, Any]: ...  # what workload kinds publish at the end (serving results)
+    @property
+    def summary(self) -> dict[str, Any]: ...  # the run summary; finishers may add their sections
 
     def new_worker(
         self,
@@ -113,6 +121,10 @@ class SimHost(Protocol):
     ) -> SimWorker: ...
 
     def arrive(self, w: SimWorker) -> None: ...
+
+    def submit(self, w: SimWorker, hooks: PodHooks | None = None) -> None: ...
+
+    def delete(self, uid: str) -> None: ...
 
     def finish(self, w: SimWorker, outcome: Outcome) -> None: ...
 

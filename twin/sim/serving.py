@@ -111,6 +111,17 @@ class ReplicaPlacer(Protocol):
     def release(self, replica_id: str) -> None: ...
 
 
+class ReplicaPods(Protocol):
+    """Replicas as pods of a simulated GPU pool (twin.sim.serving_pool): a replica is created pending
+    and the pool binds it later, or never; it may be evicted (pending again) and its speed follows
+    the share of its GPUs it receives. The pool calls back :meth:`ServingSim.replica_bound`,
+    :meth:`ServingSim.replica_evicted`, :meth:`ServingSim.replica_lost` and :meth:`Replica.set_stretch`."""
+
+    def create(self, rep: Replica) -> None: ...
+
+    def delete(self, rep: Replica) -> None: ...
+
+
 class UnboundedPlacer:
     """A pool with room for every replica (the default when no cluster is modelled)."""
 
@@ -150,7 +161,13 @@ class Replica:
         self.variant = variant
         self.cfg = variant.engine
         self.name = name
+        # pending (pool mode: waiting for GPUs) -> starting -> ready -> draining -> gone
         self.state = "starting"
+        self.created = sim.env.now
+        self.ready_now = False  # an initial replica bound at once is up when the run starts
+        self.stretch = 1.0  # step time multiplier: 1 / the share of its GPUs it receives (pool mode)
+        self.evictions = 0
+        self._proc: simpy.Process | None = None
         self.running: list[_Seq] = []
         self.waiting: deque[_Seq] = deque()
         self.reserved_blocks = 0
@@ -179,7 +196,38 @@ class Replica:
     # ---------------------------------------------------------------- lifecycle
 
     def start(self, ready_now: bool) -> None:
-        self.env.process(self._run(ready_now))
+        self._proc = self.env.process(self._run(ready_now))
+
+    def stop(self) -> list[_Seq]:
+        """Killed (its pod was evicted): the process ends at once; returns the requests it held,
+        reset to be computed again from their prompt."""
+        proc = self._proc
+        self._proc = None
+        if proc is not None and proc.is_alive and proc is not self.env.active_process:
+            proc.interrupt("evicted")
+        held = [*self.running, *self.waiting]
+        self.running = []
+        self.waiting.clear()
+        self.reserved_blocks = 0
+        self.prefix_cache.clear()
+        self.step_ms_now = 0.0
+        self.assumed_ms = 0.0
+        self._wake = None
+        for s in held:
+            s.prefill_left = s.inp
+            s.generated = 0
+            s.recompute = 0
+        return held
+
+    def set_stretch(self, stretch: float) -> None:
+        """The share of its GPUs changed (pool mode): steps from now take ``stretch`` times their
+        whole-GPU time; a decode run planned with the old speed re-plans after its step in progress."""
+        if stretch == self.stretch:
+            return
+        self.stretch = stretch
+        wake = self._wake
+        if wake is not None and not wake.triggered and self.assumed_ms > 0:
+            wake.succeed()
 
     def enqueue(self, seq: _Seq) -> None:
         self.waiting.append(seq)
@@ -189,7 +237,7 @@ class Replica:
 
     def drain(self) -> None:
         """Stop taking requests; finish what is queued and running, then go (graceful shutdown)."""
-        if self.state == "starting":
+        if self.state in ("pending", "starting"):
             self.state = "gone"
             self.sim.replica_gone(self)
             return
@@ -199,6 +247,12 @@ class Replica:
             wake.succeed()
 
     def _run(self, ready_now: bool) -> simpy.events.ProcessGenerator:
+        try:
+            yield from self._serve(ready_now)
+        except simpy.Interrupt:
+            return  # evicted: stop() already took its requests back
+
+    def _serve(self, ready_now: bool) -> simpy.events.ProcessGenerator:
         if not ready_now:
             yield self.env.timeout(self.variant.startup_s)
             if self.state == "gone":
@@ -313,7 +367,7 @@ class Replica:
         else:
             n = len(decodes)
             ms = step.step_ms(BatchShape(tokens - n, pairs, cached, done, n, decode_ctx))
-        yield self.env.timeout(self._lockstep(ms) / 1000.0)
+        yield self.env.timeout(self._lockstep(ms * self.stretch) / 1000.0)
         now = self.env.now
         for s in decodes:
             s.generated += 1
@@ -342,6 +396,7 @@ class Replica:
             # Linear in the context within a regime: the first step and the growth per step.
             a = step.step_ms(BatchShape(decode_seqs=n, decode_ctx=c0 + n))
             g = max(step.step_ms(BatchShape(decode_seqs=n, decode_ctx=c0 + 2 * n)) - a, 0.0)
+        a, g = a * self.stretch, g * self.stretch
         a = self.assumed_ms = self._lockstep(a)
 
         def elapsed_ms(k: int) -> float:
@@ -349,7 +404,8 @@ class Replica:
 
         start = self.env.now
         can_admit = len(run) < self.cfg.max_num_seqs and self.state != "draining"
-        if (can_admit and not self.waiting) or self.cfg.dp_lockstep:  # lockstep: peers may re-plan it
+        # Lockstep peers, or a pool that changes its speed, may make it re-plan.
+        if (can_admit and not self.waiting) or self.cfg.dp_lockstep or self.sim.pods is not None:
             self._wake = self.env.event()
             yield self.env.timeout(elapsed_ms(m) / 1000.0) | self._wake
             woke = self._wake.triggered
@@ -461,6 +517,10 @@ class ServingResult:
     duration_s: float
     config: ServingConfig
     autoscaler: str
+    # Pool mode: (t, variant, pending replicas, mean step stretch of its ready replicas) and the
+    # replicas' evictions by reason.
+    pool_timeline: tuple[tuple[float, str, int, float], ...] = ()
+    evictions: tuple[tuple[str, int], ...] = ()
 
 
 class ServingSim:
@@ -474,8 +534,12 @@ class ServingSim:
         placer: ReplicaPlacer | None = None,
         duration_s: float | None = None,
         env: simpy.Environment | None = None,
+        pods: ReplicaPods | None = None,
     ) -> None:
+        """``pods`` runs the replicas as pods of a simulated pool (pending, preempted, slowed by
+        neighbours); without it ``placer`` places them at once or drops them when the pool is full."""
         self.config = config
+        self.pods = pods
         self.trace = trace
         self.autoscaler = autoscaler
         self.placer = placer or UnboundedPlacer()
@@ -507,6 +571,8 @@ class ServingSim:
         self._last_accounting = 0.0
         self._allocated: dict[str, int] = {v.name: 0 for v in config.variants}
         self._from_zero_pending = False
+        self.evictions: dict[str, int] = {}  # replica evictions by reason (pool mode)
+        self.pool_timeline: list[tuple[float, str, int, float]] = []
 
     # ---------------------------------------------------------------- replicas
 
@@ -521,6 +587,12 @@ class ServingSim:
     def _add_replica(self, variant: VariantConfig, ready_now: bool = False) -> None:
         self._counter += 1
         rep = Replica(self, variant, f"{variant.name}-{self._counter}")
+        if self.pods is not None:
+            rep.state = "pending"
+            rep.ready_now = ready_now
+            self.replicas[variant.name].append(rep)
+            self.pods.create(rep)  # the pool may bind it at once (replica_bound) or later
+            return
         rep.location = self.placer.place(rep.uid, variant.name, variant.gpus_per_replica)
         if rep.location is None:
             return  # the pool is full: the pod stays unschedulable, the HPA will ask again
@@ -528,6 +600,54 @@ class ServingSim:
         self._allocated[variant.name] += 1
         self.replicas[variant.name].append(rep)
         rep.start(ready_now)
+
+    def replica_bound(self, rep: Replica, location: str) -> None:
+        """Pool mode: the replica's pod got its GPUs; it starts (an initial replica bound when the run
+        starts is up at once, as without a pool)."""
+        if rep.state != "pending":
+            return
+        rep.location = location
+        self._account()
+        self._allocated[rep.variant.name] += 1
+        rep.state = "starting"
+        rep.start(rep.ready_now and self.env.now == rep.created)
+
+    def replica_evicted(self, rep: Replica, reason: str) -> None:
+        """Pool mode: the pod lost its GPUs (preempted, node or GPU failure) and is pending again. Its
+        requests go back to the router and are computed again from their prompt (the gateway retries
+        them; a request keeps its arrival time and its first token time if it had one)."""
+        self.evictions[reason] = self.evictions.get(reason, 0) + 1
+        rep.evictions += 1
+        held = rep.stop()
+        self._account()
+        self._allocated[rep.variant.name] -= 1
+        rep.location = None
+        self.samples.pop(rep.name, None)
+        if rep.state == "draining":
+            rep.state = "gone"
+            self._forget(rep)
+        else:
+            rep.state = "pending"
+        for seq in held:
+            self._route(seq)
+        self._record(rep.variant.name)
+
+    def replica_lost(self, rep: Replica) -> None:
+        """Pool mode: the pod ended without being asked to (rejected, OOM-killed): the replica is gone;
+        the HPA creates another when it next reconciles."""
+        if rep.state == "gone":
+            return
+        held: list[_Seq] = []
+        if rep.location is not None:
+            held = rep.stop()
+            self._account()
+            self._allocated[rep.variant.name] -= 1
+            rep.location = None
+        rep.state = "gone"
+        self.replicas[rep.variant.name] = [r for r in self.replicas[rep.variant.name] if r is not rep]
+        self.samples.pop(rep.name, None)
+        for seq in held:
+            self._route(seq)
 
     def replica_ready(self, rep: Replica) -> None:
         self.samples[rep.name] = deque()
@@ -538,14 +658,25 @@ class ServingSim:
             target.enqueue(self.epp_queue.popleft())
 
     def replica_gone(self, rep: Replica) -> None:
-        self._account()
-        self._allocated[rep.variant.name] -= 1
+        if rep.location is not None:
+            self._account()
+            self._allocated[rep.variant.name] -= 1
+        self._forget(rep)
+
+    def _forget(self, rep: Replica) -> None:
         self.replicas[rep.variant.name] = [r for r in self.replicas[rep.variant.name] if r is not rep]
         self.samples.pop(rep.name, None)
-        self.placer.release(rep.uid)
+        if self.pods is not None:
+            self.pods.delete(rep)
+        else:
+            self.placer.release(rep.uid)
 
     def spec_replicas(self, variant: str) -> int:
-        return sum(1 for r in self.replicas[variant] if r.state in ("starting", "ready"))
+        """The Deployment's replicas: pending pods count (Kubernetes counts them), going ones do not."""
+        return sum(1 for r in self.replicas[variant] if r.state in ("pending", "starting", "ready"))
+
+    def pending_replicas(self, variant: str) -> int:
+        return sum(1 for r in self.replicas[variant] if r.state == "pending")
 
     def ready_replicas(self, variant: str) -> int:
         return sum(1 for r in self.replicas[variant] if r.state == "ready")
@@ -556,10 +687,11 @@ class ServingSim:
         for _ in range(target - current):
             self._add_replica(cfg)
         if target < current:
-            # Kubernetes deletes not-ready pods first, then the newest.
+            # Kubernetes deletes unscheduled pods first, then not-ready ones, then the newest.
+            pending = [r for r in self.replicas[variant] if r.state == "pending"][::-1]
             starting = [r for r in self.replicas[variant] if r.state == "starting"][::-1]
             ready = [r for r in self.replicas[variant] if r.state == "ready"][::-1]
-            for rep in (starting + ready)[: current - target]:
+            for rep in (pending + starting + ready)[: current - target]:
                 rep.drain()
         self._record(variant)
 
@@ -573,6 +705,10 @@ class ServingSim:
                 float(self.desired.get(variant, -1)),
             )
         )
+        if self.pods is not None:
+            ready = [r.stretch for r in self.replicas[variant] if r.state == "ready"]
+            stretch = sum(ready) / len(ready) if ready else float("nan")
+            self.pool_timeline.append((self.env.now, variant, self.pending_replicas(variant), stretch))
 
     # ---------------------------------------------------------------- requests
 
@@ -841,6 +977,8 @@ class ServingSim:
             self.duration_s,
             self.config,
             self.autoscaler.name,
+            tuple(self.pool_timeline),
+            tuple(sorted(self.evictions.items())),
         )
 
 

@@ -12,9 +12,10 @@ import json
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+import numpy as np
+from pydantic import ValidationError
 
 from twin import limits, yamlsafe
 from twin.atomic import atomic_write_text
@@ -27,8 +28,9 @@ from twin.policy.serving.hpa import HPASpec
 from twin.policy.serving.inferno import AcceleratorPerf
 from twin.policy.serving.step_model import GpuSpec, StepModel
 from twin.policy.serving.step_params import derive_wva_params
-from twin.scenario import apply_override, parse_duration
+from twin.scenario import ServedModel, apply_override
 from twin.seeding import component_rng
+from twin.serving_doc import ServingScenario, Traffic, Variant
 from twin.sim.azure_trace import AzureTraffic, load_azure_trace, resolve_azure_source, transform_azure_trace
 from twin.sim.serving import EngineConfig, ServingConfig, ServingResult, ServingSim, VariantConfig
 from twin.sim.serving_placement import ClusterPlacer, build_pool, vgpu_request
@@ -45,165 +47,6 @@ from twin.sim.serving_traffic import (
 from twin.spec.hf_config import resolve_model
 from twin.spec.wva import HPABehaviorDoc
 from twin.units import parse_bytes, parse_tflops
-
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-
-
-class _M(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
-class ModelRef(_M):
-    id: str = Field(min_length=1)
-    namespace: str = "default"
-
-
-class SLO(_M):
-    ttft_ms: float = Field(gt=0)
-    itl_ms: float = Field(gt=0)
-
-
-class Perf(_M):
-    alpha: float = Field(gt=0, description="ms per iteration")
-    beta: float = Field(ge=0, description="ms per computed token")
-    gamma: float = Field(ge=0, description="ms per KV token read")
-
-
-class Engine(_M):
-    max_num_seqs: int = Field(256, ge=1, le=100_000)
-    max_num_batched_tokens: int = Field(8192, ge=1, le=10_000_000)
-    num_gpu_blocks: int | None = Field(None, ge=1, le=100_000_000, description="default: from GPU memory, or 4096")
-    block_size: int = Field(16, ge=1, le=4096)
-    max_waiting: int = Field(1000, ge=0)
-    expose_cache_config: bool = True
-    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
-    kv_policy: Literal["reserve", "on-demand"] | None = None  # default: on-demand with a model, else reserve
-    prefix_caching: bool = True
-
-
-class Replicas(_M):
-    initial: int = Field(1, ge=0)
-    min: int = Field(1, ge=0)
-    max: int = Field(10, ge=1)
-
-    @model_validator(mode="after")
-    def _order(self) -> Replicas:
-        if not self.min <= self.max:
-            raise ValueError(f"needs min <= max (min {self.min}, max {self.max})")
-        return self
-
-
-class VGPU(_M):
-    """The vGPU slice each replica's worker asks for (request = limit), when a cluster is modelled."""
-
-    tflops: float | str
-    vram: int | str
-    gpu_model: str | None = None
-
-
-class Variant(_M):
-    name: str = Field(min_length=1)
-    accelerator: str = "H100"
-    cost: float = Field(10.0, ge=0)
-    gpus_per_replica: int = Field(1, ge=1, le=64)  # also the tensor-parallel size with a `model`
-    perf: Perf | None = None  # WVA's parameters; default: derived from `model` on `gpu`
-    model: str | None = Field(None, min_length=1, max_length=4096)  # name or config.json path: the step model
-    gpu: str | None = None  # hardware profile for `model`; default: `accelerator`
-    dtype: Literal["bf16", "fp16", "fp8"] = "bf16"
-    engine: Engine = Field(default_factory=lambda: Engine.model_validate({}))
-    replicas: Replicas = Field(default_factory=lambda: Replicas.model_validate({}))
-    startup: Duration = 65.0
-    vgpu: VGPU | None = None
-
-
-class NodeGroup(_M):
-    gpu_model: str
-    count: int = Field(ge=1)
-    gpus_per_node: int = Field(ge=1)
-
-
-class Cluster(_M):
-    """A GPU pool the replicas are placed on with a placement strategy (twin.policy.placement)."""
-
-    pool: str = "serving"
-    strategy: str = "NodeCompactGPULowLoad"
-    params: dict[str, Any] = Field(default_factory=dict)
-    nodes: list[NodeGroup] = Field(min_length=1)
-
-
-class Tokens(_M):
-    mean: float = Field(gt=0)
-    dist: Literal["fixed", "exponential", "lognormal"] = "fixed"
-    cv: float = Field(0.5, gt=0)
-
-
-class BurstDoc(_M):
-    start: Duration
-    duration: Duration
-    rate: float = Field(ge=0)
-
-
-class PrefixDoc(_M):
-    groups: int = Field(ge=1, le=1_000_000)
-    tokens: int = Field(ge=1, le=10_000_000)
-
-
-class AzureDoc(_M):
-    """Replay the Azure LLM inference trace 2023 (``code``, ``conv`` or a CSV path of that format)."""
-
-    file: str = Field(min_length=1, max_length=4096)
-    rate_scale: float = Field(1.0, gt=0, le=1000)
-    compress: float = Field(1.0, gt=0, le=1000)
-    loop: bool = False
-    start: Duration = 0.0
-
-
-class Traffic(_M):
-    rate: float = Field(0.0, ge=0, description="base requests per second")
-    amplitude: float = Field(0.0, ge=0, le=1)
-    period: Duration = 86400.0
-    phase: Duration = 0.0
-    bursts: list[BurstDoc] = Field(default_factory=list)
-    csv: str | None = None
-    azure: AzureDoc | None = None
-    input_tokens: Tokens = Field(default_factory=lambda: Tokens.model_validate({"mean": 512}))
-    output_tokens: Tokens = Field(default_factory=lambda: Tokens.model_validate({"mean": 256}))
-    prefix: PrefixDoc | None = None  # shared prompt prefixes (prefix caching)
-
-    @model_validator(mode="after")
-    def _one_replay(self) -> Traffic:
-        if self.csv is not None and self.azure is not None:
-            raise ValueError("give either csv or azure, not both")
-        return self
-
-
-class HPA(_M):
-    sync_period: Duration = 15.0
-    tolerance: float = Field(0.1, ge=0, lt=1)
-    behavior: dict[str, Any] | None = None
-
-
-class AutoscalerDoc(_M):
-    name: str
-    label: str | None = None
-    params: dict[str, Any] = Field(default_factory=dict)
-
-
-class ServingScenario(_M):
-    name: str = "serving"
-    duration: Duration
-    model: ModelRef
-    slo: SLO
-    router: Literal["least-loaded", "round-robin"] = "least-loaded"
-    scrape_interval: Duration = 15.0
-    request_timeout: Duration = 60.0
-    scale_to_zero: bool = False
-    keda: bool = False
-    hpa: HPA = Field(default_factory=lambda: HPA.model_validate({}))
-    variants: list[Variant] = Field(min_length=1)
-    traffic: Traffic
-    autoscalers: list[AutoscalerDoc] = Field(min_length=1)
-    cluster: Cluster | None = None
 
 
 def is_serving_scenario(path: Path | str) -> bool:
@@ -286,31 +129,41 @@ def load_serving_scenario(path: Path, overrides: Sequence[str] = ()) -> ServingS
     labels = [a.label or a.name for a in scenario.autoscalers]
     if len(set(labels)) != len(labels):
         raise TwinInputError("give repeated autoscalers distinct labels", file=file, field="autoscalers", value=labels)
-    if scenario.hpa.behavior is not None:
-        try:
-            HPABehaviorDoc.model_validate(scenario.hpa.behavior)
-        except ValidationError as err:
-            first = err.errors()[0]
-            raise TwinInputError(
-                first["msg"],
-                file=file,
-                field="hpa.behavior." + ".".join(map(str, first["loc"])),
-                value=first.get("input"),
-            ) from err
-    replayed = scenario.traffic.csv is not None or scenario.traffic.azure is not None
-    if replayed and scenario.traffic.prefix is not None:
-        raise TwinInputError("a replayed trace has no prefixes: drop traffic.prefix", file=file, field="traffic.prefix")
-    for i, v in enumerate(scenario.variants):
-        if v.perf is None and v.model is None:
-            raise TwinInputError("needs perf, or a model (and gpu) to derive it", file=file, field=f"variants.{i}")
-        if v.model is not None:
-            _step_model(v, path.parent, file, i)  # validate the model, GPU, TP and dtype before running anything
+    check_model_doc(scenario, path.parent, file)
     if scenario.cluster is not None:
         _placer(scenario, file)  # validate models, strategy and slices before running anything
     return scenario
 
 
-def _step_model(v: Variant, base: Path, file: str, i: int) -> StepModel | None:
+def check_model_doc(s: ServingScenario | ServedModel, base: Path, file: str, where: str = "") -> None:
+    """The checks a model's sections need beyond their schema (HPA behaviour, traffic, each variant's
+    parameters or step model); ``where`` prefixes the field paths (a model inside a pool scenario)."""
+    if s.hpa.behavior is not None:
+        try:
+            HPABehaviorDoc.model_validate(s.hpa.behavior)
+        except ValidationError as err:
+            first = err.errors()[0]
+            raise TwinInputError(
+                first["msg"],
+                file=file,
+                field=f"{where}hpa.behavior." + ".".join(map(str, first["loc"])),
+                value=first.get("input"),
+            ) from err
+    replayed = s.traffic.csv is not None or s.traffic.azure is not None
+    if replayed and s.traffic.prefix is not None:
+        raise TwinInputError(
+            "a replayed trace has no prefixes: drop traffic.prefix", file=file, field=f"{where}traffic.prefix"
+        )
+    for i, v in enumerate(s.variants):
+        if v.perf is None and v.model is None:
+            raise TwinInputError(
+                "needs perf, or a model (and gpu) to derive it", file=file, field=f"{where}variants.{i}"
+            )
+        if v.model is not None:
+            _step_model(v, base, file, i, where)  # validate the model, GPU, TP and dtype before running anything
+
+
+def _step_model(v: Variant, base: Path, file: str, i: int, where: str = "") -> StepModel | None:
     """The variant's step-time model (``model`` on ``gpu``, TP = GPUs per replica), or None without a model."""
     if v.model is None:
         return None
@@ -324,7 +177,7 @@ def _step_model(v: Variant, base: Path, file: str, i: int) -> StepModel | None:
         field = {"gpu": "gpu", "gpu model": "gpu", "tp": "gpus_per_replica", "dtype": "dtype"}.get(
             err.field or "", "model"
         )
-        raise TwinInputError(err.message, file=file, field=f"variants.{i}.{field}", value=err.value) from err
+        raise TwinInputError(err.message, file=file, field=f"{where}variants.{i}.{field}", value=err.value) from err
 
 
 def _placer(s: ServingScenario, file: str) -> ClusterPlacer | None:
@@ -362,7 +215,11 @@ def _placer(s: ServingScenario, file: str) -> ClusterPlacer | None:
 
 
 def serving_config(
-    s: ServingScenario, base: Path | None = None, file: str = "", trace: Trace | None = None
+    s: ServingScenario | ServedModel,
+    base: Path | None = None,
+    file: str = "",
+    trace: Trace | None = None,
+    where: str = "",
 ) -> ServingConfig:
     """The simulation's configuration; WVA parameters derived from a variant's ``model`` use the mean
     request of ``trace`` when given (else the traffic's token means)."""
@@ -370,7 +227,7 @@ def serving_config(
     variants = []
     for i, v in enumerate(s.variants):
         e = v.engine
-        step = _step_model(v, base or Path("."), file, i)
+        step = _step_model(v, base or Path("."), file, i, where)
         if v.perf is not None:
             alpha, beta, gamma = v.perf.alpha, v.perf.beta, v.perf.gamma  # explicit parameters win
         else:
@@ -387,7 +244,7 @@ def serving_config(
                 raise TwinInputError(
                     "the model's weights leave no GPU memory for the KV cache; more gpus_per_replica or fp8",
                     file=file,
-                    field=f"variants.{i}.model",
+                    field=f"{where}variants.{i}.model",
                     value=v.model,
                 )
         kv_policy = e.kv_policy or ("on-demand" if step is not None else "reserve")
@@ -449,15 +306,19 @@ def serving_config(
 
 
 def scenario_trace(s: ServingScenario, base: Path, seed: int) -> Trace:
-    t = s.traffic
+    return traffic_trace(s.traffic, s.duration, base, component_rng(seed, "serving-traffic"))
+
+
+def traffic_trace(t: Traffic, duration: float, base: Path, rng: np.random.Generator) -> Trace:
+    """The requests of a traffic section over ``duration`` seconds (replayed, or generated with ``rng``)."""
     if t.azure is not None:
         a = t.azure
         spec = AzureTraffic(a.file, a.rate_scale, a.compress, a.loop, a.start)
         trace = load_azure_trace(resolve_azure_source(a.file, base))
-        return transform_azure_trace(trace, spec, s.duration, component_rng(seed, "serving-traffic"))
+        return transform_azure_trace(trace, spec, duration, rng)
     if t.csv is not None:
         trace = load_csv_trace((base / t.csv) if not Path(t.csv).is_absolute() else Path(t.csv))
-        keep = trace.arrival_s < s.duration
+        keep = trace.arrival_s < duration
         return Trace(trace.arrival_s[keep], trace.input_tokens[keep], trace.output_tokens[keep])
     pattern = RatePattern(
         t.rate,
@@ -466,12 +327,11 @@ def scenario_trace(s: ServingScenario, base: Path, seed: int) -> Trace:
         t.phase,
         tuple(Burst(b.start, b.duration, b.rate) for b in t.bursts),
     )
-    rng = component_rng(seed, "serving-traffic")
     return generate_trace(
         pattern,
         TokenDist(t.input_tokens.mean, t.input_tokens.dist, t.input_tokens.cv),
         TokenDist(t.output_tokens.mean, t.output_tokens.dist, t.output_tokens.cv),
-        s.duration,
+        duration,
         rng,
         PrefixSpec(t.prefix.groups, t.prefix.tokens) if t.prefix is not None else None,
     )

@@ -24,6 +24,7 @@ from twin.seeding import component_rng
 from twin.sim.demand import default_demand
 from twin.sim.generators import ReplayRows, UsageSeries, arrival_times, read_replay, read_usage_trace, sample
 from twin.sim.host import PhaseMark, SimHost
+from twin.sim.serving_pool import ServingSource
 from twin.sim.trace_source import TraceSource
 from twin.sim.workers import Outcome, SimWorker
 from twin.spec import PodSource, WebhookContext, WorkerSpec, normalise, parse_documents
@@ -41,7 +42,8 @@ class Source(Protocol):
 
 
 # Workload kinds by scenario config class name: generated workers and manifests here, the openb
-# trace slice from twin.sim.trace_source (registered at the end of this module).
+# trace slice (twin.sim.trace_source) and LLM serving (twin.sim.serving_pool), registered at the end
+# of this module with plain imports (nothing is loaded by name).
 WORKLOAD_KINDS: Registry[Source] = Registry("workload kind", field="workloads")
 
 
@@ -426,3 +428,4 @@ def _native_gpus(src: PodSource, spec: WorkerSpec) -> int:
 
 WORKLOAD_KINDS.register("ManifestWorkload", ManifestSource)
 WORKLOAD_KINDS.register("TraceWorkload", TraceSource)
+WORKLOAD_KINDS.register("ServingWorkload", ServingSource)

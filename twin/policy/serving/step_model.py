@@ -237,11 +237,17 @@ class StepModel:
         return (self._dense_params + embed + experts) * self.weight_bytes
 
     def kv_blocks(
-        self, gpu_memory_utilization: float = 0.9, block_size: int = 16, reserve_bytes: float = 1.6 * 2**30
+        self,
+        gpu_memory_utilization: float = 0.9,
+        block_size: int = 16,
+        reserve_bytes: float = 1.6 * 2**30,
+        vram_bytes: float | None = None,
     ) -> int:
         """KV-cache blocks vLLM would allocate: the memory budget less weights and a reserve for activations,
-        CUDA graphs and the allocator (the reserve was fitted on the one run that reports its block count)."""
-        free = self.gpu.vram_bytes * gpu_memory_utilization - self.weight_bytes_per_gpu - reserve_bytes
+        CUDA graphs and the allocator (the reserve was fitted on the one run that reports its block count).
+        ``vram_bytes``: the memory one rank may use (a vGPU slice), default the whole GPU's."""
+        memory = self.gpu.vram_bytes if vram_bytes is None else vram_bytes
+        free = memory * gpu_memory_utilization - self.weight_bytes_per_gpu - reserve_bytes
         return max(int(free // (self.kv_bytes_per_token * block_size)), 0)
 
     # ------------------------------------------------------------------ time
