@@ -98,9 +98,8 @@ CYCLE_USERS = (
     ROOT / "live" / "agent.py",
     ROOT / "twin" / "cli" / "place_cmd.py",  # twin place --preempt: one attempt per pod through the cycle
 )
-# The serving simulator's replica placer places one replica at a time (no queue, no preemption);
-# it moves into the pool, and onto the cycle, with serving replicas as pods (issue 14).
-CYCLE_EXEMPT = {"twin/sim/serving_placement.py"}
+# Nothing in the simulator places outside the cycle: serving replicas are pods of the pool (issue 14).
+CYCLE_EXEMPT: set[str] = set()
 PLACEMENT_ENTRY_POINTS = {"schedule", "plan_preemption", "plan_preemption_exhaustive", "run_filters", "filter_stage"}
 
 

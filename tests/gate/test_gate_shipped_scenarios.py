@@ -31,9 +31,7 @@ NEEDS_SHARED = {
     "mixed-pool.yaml": default_pods_path().parent,
 }
 SHIPPED = sorted(
-    str(p)
-    for p in (ROOT / "scenarios").glob("*.yaml")
-    if p.name not in NEEDS_SHARED or NEEDS_SHARED[p.name].is_dir()
+    str(p) for p in (ROOT / "scenarios").glob("*.yaml") if p.name not in NEEDS_SHARED or NEEDS_SHARED[p.name].is_dir()
 )
 # Pool scenarios whose scenario-wide placement the bad strategy replaces.
 POOL_SCENARIOS = [str(ROOT / "scenarios" / "quickstart.yaml"), str(ROOT / "scenarios" / "capacity-planning.yaml")]

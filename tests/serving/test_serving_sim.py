@@ -13,17 +13,22 @@ from hypothesis import strategies as st
 
 from twin.policy.serving import QueueModel, ServiceTimes, get_autoscaler
 from twin.policy.serving.hpa import HPABehavior, HPASpec, PolicyType, ScalingPolicy, ScalingRules, SelectPolicy
+from twin.resources import GIB, AllocRequest, Resource
+from twin.scenario import PlacementConfig, PoolConfig
 from twin.sim.serving import (
     DONE,
     REJECTED,
     TIMEOUT,
     EngineConfig,
+    ModelRun,
     ServingConfig,
     ServingResult,
     ServingSim,
     VariantConfig,
     _steps_within,
+    run_models,
 )
+from twin.sim.serving_pool_run import run_on_pool
 from twin.sim.serving_traffic import RatePattern, TokenDist, Trace, generate_trace, load_csv_trace
 
 FAST = HPABehavior(
@@ -163,24 +168,24 @@ def test_scale_to_zero_and_back() -> None:
     assert r.ttft_s[-2] > 65.0  # the first request waited for scale-from-zero (0.1 s) and start-up (65 s)
 
 
-def test_placement_limits_replicas() -> None:
-    from twin.policy.placement import get_strategy
-    from twin.resources import GIB, AllocRequest, Resource
-    from twin.sim.serving_placement import ClusterPlacer
-    from twin.state import ClusterState
-
-    state = ClusterState()
-    for n in range(2):
-        state.add_node(f"n{n}", "pool")
-        state.add_gpu(f"n{n}", 0, model="H100", capacity=Resource(989.0, 80 * GIB))
+def _h100_pool(nodes: int) -> tuple[PoolConfig, dict[str, AllocRequest]]:
+    """``nodes`` one-GPU H100 nodes placed CompactFirst, and a 600-TFLOPs replica slice (one per GPU)."""
     want = Resource(600.0, 60 * GIB)
-    template = AllocRequest(uid="t", pool="pool", request=want, limit=want)
-    placer = ClusterPlacer(state, get_strategy("CompactFirst"), {"v": template})
+    pool = PoolConfig(
+        hardware="H100_SXM", count=nodes, gpus_per_node=1, placement=PlacementConfig(strategy="CompactFirst")
+    )
+    return pool, {"v": AllocRequest(uid="t", pool="pool", request=want, limit=want)}
+
+
+def test_placement_limits_replicas() -> None:
+    """Replicas are pods of the pool: one that does not fit pends (it is not dropped)."""
+    pool, template = _h100_pool(2)
     tr = generate_trace(RatePattern(8.0), TokenDist(400), TokenDist(200), 400, np.random.default_rng(3))
-    r = ServingSim(overload_config(), tr, get_autoscaler("saturation-v2"), placer=placer, duration_s=400).run()
-    assert max(a for _t, _v, a, _r, _d in r.timeline) == 2
-    assert placer.failures > 0
-    assert len(state.allocations) == 2
+    cfg = overload_config()
+    key = f"{cfg.model_id}|{cfg.namespace}"
+    r = run_on_pool([ModelRun(cfg, tr, get_autoscaler("saturation-v2"))], {key: template}, "pool", pool, 400)[key]
+    assert max(a for _t, _v, a, _r, _d in r.timeline) == 2  # bound replicas: the pool holds two
+    assert max(p for _t, _v, p, _s in r.pool_timeline) > 0  # the HPA's third (and more) pend
 
 
 def test_csv_trace(tmp_path: Path) -> None:
@@ -204,20 +209,7 @@ def test_diurnal_and_burst_rates() -> None:
 
 def test_models_share_one_pool_and_nothing_else() -> None:
     """Two models, same variant name in two namespaces, one GPU pool with room for three replicas."""
-    from twin.policy.placement import get_strategy
-    from twin.resources import GIB, AllocRequest, Resource
-    from twin.sim.serving import ModelRun, run_models
-    from twin.sim.serving_placement import ClusterPlacer
-    from twin.state import ClusterState
-
-    state = ClusterState()
-    for n in range(3):
-        state.add_node(f"n{n}", "pool")
-        state.add_gpu(f"n{n}", 0, model="H100", capacity=Resource(989.0, 80 * GIB))
-    want = Resource(600.0, 60 * GIB)
-    placer = ClusterPlacer(
-        state, get_strategy("CompactFirst"), {"v": AllocRequest(uid="t", pool="pool", request=want, limit=want)}
-    )
+    pool, template = _h100_pool(3)
     engine = EngineConfig(8.0, 0.03, 0.0003, max_num_seqs=16, num_gpu_blocks=1024)
     hot_tr = generate_trace(RatePattern(8.0), TokenDist(400), TokenDist(200), 600, np.random.default_rng(3))
     cold_tr = generate_trace(RatePattern(0.2), TokenDist(100), TokenDist(50), 600, np.random.default_rng(4))
@@ -227,12 +219,15 @@ def test_models_share_one_pool_and_nothing_else() -> None:
         cfg = ServingConfig("m", (v,), namespace=ns, hpa=HPASpec(1, 6, FAST))
         return ModelRun(cfg, tr, get_autoscaler("saturation-v2"))
 
-    out = run_models([model("hot", hot_tr), model("cold", cold_tr)], 600, placer)
+    templates = {"m|hot": template, "m|cold": template}
+    out = run_on_pool([model("hot", hot_tr), model("cold", cold_tr)], templates, "pool", pool, 600)
     assert list(out) == ["m|hot", "m|cold"]
     hot_max = max(a for _t, _v, a, _r, _d in out["m|hot"].timeline)
     cold_max = max(a for _t, _v, a, _r, _d in out["m|cold"].timeline)
     assert (hot_max, cold_max) == (2, 1)  # the pool holds three; the cold model keeps its one
     assert (out["m|cold"].status == DONE).sum() > 0.9 * len(cold_tr) - 5
-    assert {a.request.uid for a in state.allocations.values()} >= {"cold/v-1", "hot/v-1"}
+    assert max(p for _t, _v, p, _s in out["m|hot"].pool_timeline) > 0  # its third replica pends
     with pytest.raises(Exception, match="once"):
         run_models([model("hot", hot_tr), model("hot", hot_tr)], 10)
+    with pytest.raises(Exception, match="once"):
+        run_on_pool([model("hot", hot_tr), model("hot", hot_tr)], templates, "pool", pool, 10)

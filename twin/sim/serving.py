@@ -1005,18 +1005,17 @@ class ModelRun:
 def run_models(
     models: list[ModelRun],
     duration_s: float,
-    placer: ReplicaPlacer | None = None,
     progress: Callable[[float], None] | None = None,
 ) -> dict[str, ServingResult]:
-    """Several models on one clock and one pool: each ``modelID|namespace`` keeps its own replicas,
-    metrics, autoscaler and HPAs (WVA analyses models independently), and they compete only for
-    the pool's GPUs through the shared placer. Results are keyed by ``modelID|namespace``."""
+    """Several models on one clock with room for every replica: each ``modelID|namespace`` keeps its
+    own replicas, metrics, autoscaler and HPAs (WVA analyses models independently). Results are keyed
+    by ``modelID|namespace``. On a GPU pool, where replicas pend and compete with other pods:
+    ``twin.sim.serving_pool_run.run_on_pool``."""
     keys = [f"{m.config.model_id}|{m.config.namespace}" for m in models]
     if len(set(keys)) != len(keys):
         raise TwinInputError("each model (modelID|namespace) may appear once", field="models", value=keys)
     env = new_environment()
-    shared = placer or UnboundedPlacer()
-    sims = [ServingSim(m.config, m.trace, m.autoscaler, shared, duration_s, env) for m in models]
+    sims = [ServingSim(m.config, m.trace, m.autoscaler, None, duration_s, env) for m in models]
     for sim in sims:
         sim.start()
     run_until(env, duration_s, progress)

@@ -18,6 +18,7 @@ CUDA context and batches as fast as it can; its limit caps what it gets). See do
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import cast
@@ -28,12 +29,17 @@ from twin.errors import TwinInputError
 from twin.hardware import default_catalog
 from twin.policy.serving.autoscalers import autoscaler_names, get_autoscaler
 from twin.resources import AllocRequest, IsolationMode
-from twin.scenario import ServedModel, ServedVariant, ServingWorkload, UsageProfile
+from twin.scenario import (
+    ServedModel,
+    ServedVariant,
+    ServingWorkload,
+    UsageProfile,
+)
 from twin.seeding import component_rng
 from twin.sim.generators import UsageSeries
 from twin.sim.host import SimHost
 from twin.sim.serving import Replica, ServingConfig, ServingResult, ServingSim
-from twin.sim.serving_scenario import check_model_doc, serving_config, traffic_trace
+from twin.sim.serving_models import check_model_doc, serving_config, traffic_trace
 from twin.sim.workers import Outcome, SimWorker
 
 # Below this share of its GPUs a replica is treated as this slow (a starved replica still steps).
@@ -45,14 +51,21 @@ def stretch_of(share: float) -> float:
     return 1.0 / max(share, MIN_SHARE)
 
 
+def slice_stretch_of(share: float, up_limit: float) -> float:
+    """The multiplier when the step times describe the replica on its own slice (its limit): only a
+    share below its limit slows it (a burst above the limit is not counted as a speed-up)."""
+    return max(1.0, min(max(up_limit, MIN_SHARE), 1.0) / max(share, MIN_SHARE))
+
+
 class _ReplicaHooks:
     """What the pool tells one replica about its pod."""
 
-    __slots__ = ("rep", "serving")
+    __slots__ = ("per_slice", "rep", "serving")
 
-    def __init__(self, rep: Replica, serving: ServingSim) -> None:
+    def __init__(self, rep: Replica, serving: ServingSim, per_slice: bool) -> None:
         self.rep = rep
         self.serving = serving
+        self.per_slice = per_slice
 
     def on_bound(self, w: SimWorker) -> None:
         self.serving.replica_bound(self.rep, f"{w.node}:{','.join(w.gpu_ids)}")
@@ -61,7 +74,7 @@ class _ReplicaHooks:
         self.serving.replica_evicted(self.rep, reason)
 
     def on_speed(self, w: SimWorker) -> None:
-        self.rep.set_stretch(stretch_of(w.share))
+        self.rep.set_stretch(slice_stretch_of(w.share, w.up_limit) if self.per_slice else stretch_of(w.share))
 
     def on_done(self, w: SimWorker) -> None:
         if w.outcome is not Outcome.DELETED:  # rejected or OOM-killed: not asked for
@@ -69,12 +82,17 @@ class _ReplicaHooks:
 
 
 class PoolReplicaPods:
-    """One model's replicas as pods: ``templates`` holds each variant's request."""
+    """One model's replicas as pods: ``templates`` holds each variant's request. ``per_slice``: the
+    step times describe a replica on its slice alone (a serving scenario's measured ``perf``), not on
+    a whole GPU."""
 
-    def __init__(self, sim: SimHost, templates: dict[str, AllocRequest], workload: str) -> None:
+    def __init__(
+        self, sim: SimHost, templates: Mapping[str, AllocRequest], workload: str, per_slice: bool = False
+    ) -> None:
         self.sim = sim
-        self.templates = templates
+        self.templates = dict(templates)
         self.workload = workload
+        self.per_slice = per_slice
         self.serving: ServingSim | None = None
         # One constant full-device demand series, shared by every replica (it holds no state).
         self._demand = UsageSeries(UsageProfile(kind="constant", value=1.0), 1.0, 1.0, None)
@@ -84,7 +102,7 @@ class PoolReplicaPods:
         t = self.templates[rep.variant.name]
         req = replace(t, uid=rep.uid, name=rep.name)
         w = self.sim.new_worker(req, self.workload, math.inf, False, self._demand, None)
-        self.sim.submit(w, _ReplicaHooks(rep, self.serving))
+        self.sim.submit(w, _ReplicaHooks(rep, self.serving, self.per_slice))
 
     def delete(self, rep: Replica) -> None:
         # At the end of the instant: the pool may be inside its scheduling pass (an eviction's hook).
