@@ -60,10 +60,6 @@ class EventLog:
             for ob in observers:
                 ob(t, about, details)
 
-    def count(self, kind: str) -> None:
-        """Count an event without recording it (callers that skip building details when disabled)."""
-        self.counts[kind] = self.counts.get(kind, 0) + 1
-
     def to_jsonl(self) -> str:
         lines = []
         for t, kind, subject, details in self.entries:
