@@ -350,6 +350,9 @@ class ServedModel(_Model):
 
 class ServingSection(_Model):
     models: list[ServedModel] = Field(min_length=1, max_length=64)
+    # A WVA installation file (kind: WVAInstallation, relative to the scenario): a model it leaves
+    # unscaled keeps its replicas (twin.sim.serving_install, docs/serving.md).
+    installation: str | None = Field(default=None, min_length=1, max_length=4096)
 
     @model_validator(mode="after")
     def _unique_models(self) -> ServingSection:

@@ -197,3 +197,41 @@ def test_bad_serving_input_names_file_and_field(tmp_path: Path, change: dict[str
     with pytest.raises(TwinInputError) as err:
         Simulation(load_scenario(path))
     assert field in str(err.value) and "scenario.yaml" in str(err.value)
+
+
+def test_a_replica_takes_from_its_neighbour_what_it_uses_and_steps_at_its_busy_share(tmp_path: Path) -> None:
+    """Its compute demand is its busy fraction (sampled every scrape interval), so an idle replica
+    leaves a training job on its GPU nearly all of it, a busy one half; its own step time follows the
+    share it gets while busy."""
+    training = {
+        "name": "training",
+        "arrival": {"process": "bursts", "burst_every": "48h", "burst_size": 1, "start": "0s"},
+        "work_tflop": {"kind": "fixed", "value": 400_000},
+        "qos": {"low": 1.0},
+        "shapes": [HALF_GPU],
+        "usage": {"compute": {"kind": "constant", "value": 1.0}},  # it would use the whole GPU
+    }
+
+    def training_hours(models: list[dict[str, Any]]) -> float:
+        workloads = [training, _serving(models)] if models else [training]
+        sim = Simulation(load_scenario(_scenario(tmp_path, workloads, duration="40m")))
+        sim.run()
+        w = sim.workers["training-0"]
+        assert w.finished_at is not None
+        return w.finished_at / 3600.0
+
+    alone = training_hours([])
+    beside_idle = training_hours([_model(rate=0.02)])
+    beside_busy = training_hours([_model(rate=20.0)])
+    assert beside_idle == pytest.approx(alone, rel=0.1)
+    assert beside_busy > 1.6 * alone
+
+
+def test_the_replica_demand_follows_its_busy_fraction(tmp_path: Path) -> None:
+    sim = Simulation(load_scenario(_scenario(tmp_path, [_serving([_model(rate=0.02)])])))
+    sim.run()
+    w = sim.workers["serve/llama-1"]
+    assert 0.02 <= w.demand < 0.1  # a few requests in 30 minutes: nearly idle
+    sim = Simulation(load_scenario(_scenario(tmp_path, [_serving([_model(rate=20.0)])])))
+    sim.run()
+    assert sim.workers["serve/llama-1"].demand > 0.9  # continuous batching keeps stepping

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from twin import yamlsafe
+from twin.cli.validate_scenario import is_pool_scenario, validate_pool_scenarios
 from twin.errors import EXIT_INPUT, TwinInputError, TwinInputErrors
 from twin.policy.serving.wva_install import run_installation
 from twin.resources import Resource
@@ -130,10 +131,13 @@ def validate(files: tuple[str, ...], capacity_options: tuple[str, ...], strict: 
 
     Prints one OK line per valid file; otherwise every error (file:line, object, field, value)
     and exits 1. Warnings (unknown tensor-fusion.ai annotations, no-op settings) do not fail
-    unless --strict.
+    unless --strict. WVAInstallation files are replayed (as `twin wva check`); a pool scenario is
+    checked and its serving models' WVA installation replayed (a model left unscaled is a warning).
     """
     wva_failed = _validate_wva_files(wva_files := [f for f in files if _wva_kind(f)], strict)
-    files = tuple(f for f in files if f not in wva_files)
+    scenarios = [f for f in files if f not in wva_files and is_pool_scenario(f)]
+    wva_failed = validate_pool_scenarios(scenarios, strict) or wva_failed
+    files = tuple(f for f in files if f not in wva_files and f not in scenarios)
     if not files:
         if wva_failed:
             raise SystemExit(1)

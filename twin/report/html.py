@@ -166,6 +166,12 @@ def render_report(summary: Mapping[str, Any], plots: Mapping[str, bytes]) -> str
                 ],
             )
         )
+        for key, m in s["serving"].items():  # a model its WVA installation leaves unscaled, and why
+            scaling = m.get("autoscaling") or {}
+            if scaling.get("active") is False:
+                parts.append(
+                    f"<p><b>{html.escape(key)} is not autoscaled</b>: {html.escape(str(scaling.get('reason', '')))}</p>"
+                )
     parts.append("<h2>Workloads (TensorFusionWorkload status at the end)</h2>")
     parts.append(
         _grid(

@@ -50,7 +50,14 @@ def plot_png(results: Mapping[str, ServingResult]) -> bytes:
             pool = [x for x in r.pool_timeline if x[1] == variant]
             times = np.array([x[0] for x in rows]) / hours
             ax2.step(times, [x[3] for x in rows], where="post", lw=1.4, label=f"{variant} ready")
-            ax2.step(times, [max(x[4], 0) for x in rows], where="post", lw=1, ls=":", label=f"{variant} desired")
+            ax2.step(
+                times,
+                [x[4] if x[4] >= 0 else np.nan for x in rows],
+                where="post",
+                lw=1,
+                ls=":",
+                label=f"{variant} desired",
+            )
             ax2.step(times, [x[2] for x in pool], where="post", lw=1, ls="--", label=f"{variant} pending")
         ax2.set_title(f"{key}: replicas", fontsize=10)
         ax2.legend(loc="upper left", fontsize=7, ncol=2)

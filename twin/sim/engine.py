@@ -261,6 +261,39 @@ class Simulation(InPlaceResize, FaultInjection):
         """Delete a pod now, pending or running (its GPUs are freed; outcome ``deleted``)."""
         self.finish(self.workers[uid], Outcome.DELETED)
 
+    def set_demand(self, uid: str, demand: float) -> None:
+        """A pod's compute demand (fraction of a device it would use) changed, e.g. a serving replica's
+        busy fraction: its GPUs are re-shared now and every resident hears ``on_speed`` if its share moved."""
+        w = self.workers[uid]
+        if demand == w.demand:
+            return
+        if w.phase is not Phase.RUNNING or not w.gpu_ids:
+            w.demand = demand  # used when it binds
+            return
+        self.integrate()
+        self._advance(w, self.env.now)
+        w.demand = demand
+        w.alone = self._alone_share(w)
+        self._track_slowdown(w)
+        self.refresh([w, *self._recompute(w.gpu_ids)])
+
+    def share_when_busy(self, uid: str) -> float:
+        """What a running pod would receive on its GPUs (the minimum) if it wanted its whole device now,
+        its neighbours as they are: the speed of a bursty server's busy moments (its ``demand`` is a
+        time average; the isolation model shares averages)."""
+        w = self.workers[uid]
+        if w.phase is not Phase.RUNNING or not w.gpu_ids:
+            return 0.0
+        if w.req.isolation is IsolationMode.PARTITIONED:
+            return min(1.0, w.slice_fraction)
+        least = 1.0
+        for g in w.gpu_ids:
+            residents = self.load.residents[g]
+            demands = tuple(1.0 if r is w else r.demand for r in residents)
+            ups = tuple(r.up_limit for r in residents)
+            least = min(least, self.load.shares(residents[0].req.isolation, demands, ups)[residents.index(w)])
+        return least
+
     # ------------------------------------------------------------------ the cycle's host
 
     def schedule_pass(self) -> None:

@@ -168,6 +168,8 @@ class Replica:
         self.stretch = 1.0  # step time multiplier: 1 / the share of its GPUs it receives (pool mode)
         self.evictions = 0
         self._proc: simpy.Process | None = None
+        self.busy_s = 0.0  # seconds spent stepping (pool mode: its compute demand is the busy fraction)
+        self._busy_from: float | None = None
         self.running: list[_Seq] = []
         self.waiting: deque[_Seq] = deque()
         self.reserved_blocks = 0
@@ -193,6 +195,16 @@ class Replica:
     def load(self) -> int:
         return len(self.running) + len(self.waiting)
 
+    def busy_seconds(self) -> float:
+        """Seconds spent stepping so far (a step in progress counts up to now)."""
+        since = self._busy_from
+        return self.busy_s + (self.env.now - since if since is not None else 0.0)
+
+    def _idle(self) -> None:
+        if self._busy_from is not None:
+            self.busy_s += self.env.now - self._busy_from
+            self._busy_from = None
+
     # ---------------------------------------------------------------- lifecycle
 
     def start(self, ready_now: bool) -> None:
@@ -203,6 +215,7 @@ class Replica:
         reset to be computed again from their prompt."""
         proc = self._proc
         self._proc = None
+        self._idle()
         if proc is not None and proc.is_alive and proc is not self.env.active_process:
             proc.interrupt("evicted")
         held = [*self.running, *self.waiting]
@@ -267,14 +280,18 @@ class Replica:
                 self._preempt_for_space()
             if not self.running:
                 if self.state == "draining" and not self.waiting:
+                    self._idle()
                     self.state = "gone"
                     self.sim.replica_gone(self)
                     return
                 self._set_step(0.0)
+                self._idle()
                 self._wake = self.env.event()
                 yield self._wake
                 self._wake = None
                 continue
+            if self._busy_from is None:
+                self._busy_from = self.env.now
             if any(s.prefill_left > 0 for s in self.running):
                 yield from self._mixed_step(alpha, beta, gamma)
                 continue
@@ -535,10 +552,15 @@ class ServingSim:
         duration_s: float | None = None,
         env: simpy.Environment | None = None,
         pods: ReplicaPods | None = None,
+        autoscaling_active: bool = True,
     ) -> None:
         """``pods`` runs the replicas as pods of a simulated pool (pending, preempted, slowed by
-        neighbours); without it ``placer`` places them at once or drops them when the pool is full."""
+        neighbours); without it ``placer`` places them at once or drops them when the pool is full.
+        ``autoscaling_active=False`` is a WVA installation that leaves the model unscaled (no
+        controller reconciling it, no HPA, or an HPA whose metric is ``<unknown>``): no desired
+        replicas are published and each variant keeps its initial replica count."""
         self.config = config
+        self.autoscaling_active = autoscaling_active
         self.pods = pods
         self.trace = trace
         self.autoscaler = autoscaler
@@ -729,7 +751,7 @@ class ServingSim:
         rep = self._pick()
         if rep is None:
             self.epp_queue.append(seq)
-            if self.config.scale_to_zero and not self._from_zero_pending:
+            if self.config.scale_to_zero and self.autoscaling_active and not self._from_zero_pending:
                 self._from_zero_pending = True
                 self.env.process(self._scale_from_zero())
             return
@@ -917,6 +939,12 @@ class ServingSim:
             self.hpas[v.name] = KedaScaler(hpa) if cfg.keda else hpa
         while True:
             yield self.env.timeout(cfg.hpa.sync_period_s)
+            if not self.autoscaling_active:
+                # Nothing scales the Deployment: it keeps its replicas and its ReplicaSet replaces a lost pod.
+                for v in cfg.variants:
+                    if self.spec_replicas(v.name) != v.initial_replicas:
+                        self.set_replicas(v.name, v.initial_replicas)
+                continue
             obs = self.observe()
             published = {v.name: self.desired[v.name] for v in cfg.variants if v.name in self.desired}
             signals = self.autoscaler.signals(obs, published)
@@ -952,7 +980,8 @@ class ServingSim:
                 self._add_replica(v, ready_now=True)  # initial pods are up when the run starts
         self.env.process(self._arrivals())
         self.env.process(self._scrape())
-        self.env.process(self._autoscaler_loop())
+        if self.autoscaling_active:  # else no controller publishes a desired count: it stays unset
+            self.env.process(self._autoscaler_loop())
         self.env.process(self._hpa_loop())
         self.env.process(self._timeline_loop())
 

@@ -8,11 +8,12 @@ engine's clock whose replicas are worker pods submitted to the pool engine (a :c
   filters, strategy, preemption), and starts after its start-up delay;
 * it can be preempted by a higher QoS (and preempt a lower one) or lose its GPUs to a fault: its
   requests go back to the router and its pod pends again;
-* its step time is its whole-GPU step time divided by the share of its GPUs it receives, so a
+* its step time is its whole-GPU step time divided by the share of its GPUs it gets while busy, so a
   training job bursting on the same GPUs under soft isolation shows in TTFT and ITL.
 
-A replica's compute demand is its whole device while it exists (an inference server keeps its
-CUDA context and batches as fast as it can; its limit caps what it gets). See docs/serving.md.
+A replica's compute demand is its busy fraction, sampled every scrape interval (what it takes from
+its neighbours); its speed is the share it would get while busy (twin.sim.engine.share_when_busy).
+See docs/serving.md.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import simpy
 from twin.errors import TwinInputError
 from twin.hardware import default_catalog
 from twin.policy.serving.autoscalers import autoscaler_names, get_autoscaler
+from twin.policy.serving.wva_models import NO_INSTALLATION
 from twin.resources import AllocRequest, IsolationMode
 from twin.scenario import (
     ServedModel,
@@ -39,11 +41,14 @@ from twin.seeding import component_rng
 from twin.sim.generators import UsageSeries
 from twin.sim.host import SimHost
 from twin.sim.serving import Replica, ServingConfig, ServingResult, ServingSim
+from twin.sim.serving_install import installation_autoscaling
 from twin.sim.serving_models import check_model_doc, serving_config, traffic_trace
 from twin.sim.workers import Outcome, SimWorker
 
 # Below this share of its GPUs a replica is treated as this slow (a starved replica still steps).
 MIN_SHARE = 0.01
+# An idle replica still holds its context and polls: the least compute demand it is given.
+MIN_DEMAND = 0.02
 
 
 def stretch_of(share: float) -> float:
@@ -60,21 +65,23 @@ def slice_stretch_of(share: float, up_limit: float) -> float:
 class _ReplicaHooks:
     """What the pool tells one replica about its pod."""
 
-    __slots__ = ("per_slice", "rep", "serving")
+    __slots__ = ("pods", "rep", "serving")
 
-    def __init__(self, rep: Replica, serving: ServingSim, per_slice: bool) -> None:
+    def __init__(self, rep: Replica, serving: ServingSim, pods: PoolReplicaPods) -> None:
         self.rep = rep
         self.serving = serving
-        self.per_slice = per_slice
+        self.pods = pods
 
     def on_bound(self, w: SimWorker) -> None:
+        self.pods.last_busy[self.rep.uid] = (self.rep.env.now, self.rep.busy_seconds())
         self.serving.replica_bound(self.rep, f"{w.node}:{','.join(w.gpu_ids)}")
 
     def on_evicted(self, w: SimWorker, reason: str) -> None:
+        self.pods.last_busy.pop(self.rep.uid, None)
         self.serving.replica_evicted(self.rep, reason)
 
     def on_speed(self, w: SimWorker) -> None:
-        self.rep.set_stretch(slice_stretch_of(w.share, w.up_limit) if self.per_slice else stretch_of(w.share))
+        self.pods.update_stretch(self.rep, w)
 
     def on_done(self, w: SimWorker) -> None:
         if w.outcome is not Outcome.DELETED:  # rejected or OOM-killed: not asked for
@@ -94,15 +101,45 @@ class PoolReplicaPods:
         self.workload = workload
         self.per_slice = per_slice
         self.serving: ServingSim | None = None
-        # One constant full-device demand series, shared by every replica (it holds no state).
-        self._demand = UsageSeries(UsageProfile(kind="constant", value=1.0), 1.0, 1.0, None)
+        # A new replica's demand until its first busy-fraction sample (it is loading its weights).
+        self._demand = UsageSeries(UsageProfile(kind="constant", value=MIN_DEMAND), MIN_DEMAND, 1.0, None)
+        self.last_busy: dict[str, tuple[float, float]] = {}  # uid -> (time, busy seconds) at the last sample
 
     def create(self, rep: Replica) -> None:
         assert self.serving is not None
         t = self.templates[rep.variant.name]
         req = replace(t, uid=rep.uid, name=rep.name)
         w = self.sim.new_worker(req, self.workload, math.inf, False, self._demand, None)
-        self.sim.submit(w, _ReplicaHooks(rep, self.serving, self.per_slice))
+        self.sim.submit(w, _ReplicaHooks(rep, self.serving, self))
+
+    def update_stretch(self, rep: Replica, w: SimWorker) -> None:
+        """Its step time follows the share it gets while busy (the neighbours as they are now)."""
+        busy = self.sim.share_when_busy(w.uid)
+        rep.set_stretch(slice_stretch_of(busy, w.up_limit) if self.per_slice else stretch_of(busy))
+
+    def start(self, interval_s: float) -> None:
+        """Every ``interval_s``: each bound replica's demand becomes its busy fraction since the last
+        sample, and its stretch is re-read (a neighbour may have come or gone without moving its share)."""
+        self.sim.env.process(self._sample(interval_s))
+
+    def _sample(self, interval_s: float) -> simpy.events.ProcessGenerator:
+        assert self.serving is not None
+        env = self.sim.env
+        while True:
+            yield env.timeout(interval_s)
+            now = env.now
+            for name in sorted(self.serving.replicas):
+                for rep in self.serving.replicas[name]:
+                    last = self.last_busy.get(rep.uid)
+                    w = self.sim.workers.get(rep.uid)
+                    if last is None or w is None or rep.location is None:
+                        continue
+                    busy = rep.busy_seconds()
+                    t0, b0 = last
+                    self.last_busy[rep.uid] = (now, busy)
+                    if now > t0:
+                        self.sim.set_demand(rep.uid, min(1.0, max(MIN_DEMAND, (busy - b0) / (now - t0))))
+                    self.update_stretch(rep, w)
 
     def delete(self, rep: Replica) -> None:
         # At the end of the instant: the pool may be inside its scheduling pass (an eviction's hook).
@@ -178,8 +215,10 @@ class ServingSource:
     def __init__(self, sim: SimHost, wl: ServingWorkload, index: int) -> None:
         self.sim = sim
         self.wl = wl
+        self.index = index
         self.where = f"workloads.{index}.serving.models"
         self.models: dict[str, ServingSim] = {}
+        self.autoscaling: dict[str, dict[str, object]] = {}  # per model: {"active", "reason"}
 
     def install(self) -> None:
         sim, wl = self.sim, self.wl
@@ -188,6 +227,9 @@ class ServingSource:
         pool = wl.pool or sim.scenario.default_pool
         pool_cfg = sim.scenario.pools[pool]
         duration = sim.scenario.duration
+        installed = installation_autoscaling(
+            wl.serving, base, file or "", f"workloads.{self.index}.serving.installation"
+        )
         for i, m in enumerate(wl.serving.models):
             where = f"{self.where}.{i}."
             check_model_doc(m, base, file or "", where)
@@ -213,9 +255,17 @@ class ServingSource:
                 v.name: replica_request(v, pool, m.model.namespace, wl.name, pool_cfg.isolation) for v in m.variants
             }
             pods = PoolReplicaPods(sim, templates, wl.name)
-            serving = ServingSim(config, trace, scaler, duration_s=duration, env=sim.env, pods=pods)
+            verdict = installed.get((m.model.namespace, m.model.id)) if installed is not None else None
+            active = verdict.active if verdict is not None else True
+            serving = ServingSim(
+                config, trace, scaler, duration_s=duration, env=sim.env, pods=pods, autoscaling_active=active
+            )
             pods.serving = serving
+            pods.start(m.scrape_interval)
             self.models[model_key(m)] = serving
+            self.autoscaling[model_key(m)] = (
+                verdict.as_dict() if verdict is not None else {"active": True, "reason": NO_INSTALLATION}
+            )
             # Its Deployments are created at t=0 in the order workloads are listed (an event, like
             # every other workload's first arrival), so a pod listed before them is created first.
             start = sim.env.timeout(0, serving)
@@ -231,4 +281,4 @@ class ServingSource:
         for key, serving in self.models.items():
             result = serving.finish()
             results[key] = result
-            section[key] = model_summary(result, self.wl.name)
+            section[key] = model_summary(result, self.wl.name) | {"autoscaling": self.autoscaling[key]}

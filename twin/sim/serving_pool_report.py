@@ -98,7 +98,10 @@ def timeseries_csv(results: Mapping[str, ServingResult]) -> str:
         return str(v)
 
     lines = ["time_s,model,variant,bound,ready,pending,desired,step_stretch"]
-    lines.extend(",".join(cell(v) for v in row) for row in timeseries_rows(results))
+    for row in timeseries_rows(results):
+        if row[6] < 0:  # no desired count published yet (or never: a model WVA does not scale)
+            row[6] = math.nan
+        lines.append(",".join(cell(v) for v in row))
     return "\n".join(lines) + "\n"
 
 

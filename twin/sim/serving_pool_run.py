@@ -43,6 +43,7 @@ def run_on_pool(
         pods = PoolReplicaPods(sim, templates[key], "serving", per_slice=per_slice)
         serving = ServingSim(m.config, m.trace, m.autoscaler, duration_s=duration_s, env=sim.env, pods=pods)
         pods.serving = serving
+        pods.start(m.config.scrape_interval_s)
         serving.start()
         sims.append(serving)
     sim.run(progress=progress, chunks=50)
