@@ -71,6 +71,18 @@ def _holder(qos: str, start: str, lifetime: str, percent: int = 100) -> dict[str
     }
 
 
+def _training(work_tflop: float, **extra: Any) -> dict[str, Any]:
+    """One low-QoS training job on half a GPU (limit: all of it) from t=0."""
+    return {
+        "name": "training",
+        "arrival": {"process": "bursts", "burst_every": "48h", "burst_size": 1, "start": "0s"},
+        "work_tflop": {"kind": "fixed", "value": work_tflop},
+        "qos": {"low": 1.0},
+        "shapes": [HALF_GPU],
+        **extra,
+    }
+
+
 def _run(path: Path) -> tuple[Simulation, ServingResult]:
     sim = Simulation(load_scenario(path), check_invariants=True)
     sim.run()
@@ -133,13 +145,7 @@ def test_a_node_failure_evicts_the_replica_which_returns_when_the_node_recovers(
 
 def test_step_time_stretches_by_the_share_a_training_neighbour_leaves(tmp_path: Path) -> None:
     alone = _run(_scenario(tmp_path, [_serving([_model(rate=1.0)])]))[1]
-    training = {
-        "name": "training",
-        "arrival": {"process": "bursts", "burst_every": "48h", "burst_size": 1, "start": "0s"},
-        "work_tflop": {"kind": "fixed", "value": 1e12},
-        "qos": {"low": 1.0},
-        "shapes": [HALF_GPU],
-    }
+    training = _training(1e12)
     shared = _run(_scenario(tmp_path, [training, _serving([_model(rate=1.0)])]))[1]
     stretches = {s for _t, _v, _p, s in shared.pool_timeline if np.isfinite(s)}
     assert stretches == {2.0}  # soft isolation, equal requests, both busy: half the GPU each
@@ -203,14 +209,7 @@ def test_a_replica_takes_from_its_neighbour_what_it_uses_and_steps_at_its_busy_s
     """Its compute demand is its busy fraction (sampled every scrape interval), so an idle replica
     leaves a training job on its GPU nearly all of it, a busy one half; its own step time follows the
     share it gets while busy."""
-    training = {
-        "name": "training",
-        "arrival": {"process": "bursts", "burst_every": "48h", "burst_size": 1, "start": "0s"},
-        "work_tflop": {"kind": "fixed", "value": 400_000},
-        "qos": {"low": 1.0},
-        "shapes": [HALF_GPU],
-        "usage": {"compute": {"kind": "constant", "value": 1.0}},  # it would use the whole GPU
-    }
+    training = _training(400_000, usage={"compute": {"kind": "constant", "value": 1.0}})  # wants the whole GPU
 
     def training_hours(models: list[dict[str, Any]]) -> float:
         workloads = [training, _serving(models)] if models else [training]

@@ -92,7 +92,7 @@ def _model_b_scenario(tmp_path: Path, installation: str | None) -> Path:
     doc["pools"]["shared"] = {"hardware": "a100", "count": 2, "gpus_per_node": 4, "isolation": "soft"}
     section = doc["workloads"][0]["serving"]
     section["models"] = section["models"][1:]
-    section["models"][0]["traffic"]["bursts"] = [{"start": 60, "duration": 480, "rate": 20}]
+    section["models"][0]["traffic"]["bursts"] = [{"start": 60, "duration": 480, "rate": 24}]
     if installation is None:
         del section["installation"]
     else:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from twin.errors import TwinInputError
+from twin.experiments.vllm_steps import SecondRow, second_rows, step_error
 from twin.policy.serving.step_model import PLAUSIBLE, Efficiency
 from twin.sim.serving_replay import replay, setup_for_run
 from twin.spec.vllm_run import load_vllm_run
@@ -61,17 +62,28 @@ class RunErrors:
 
 def run_errors(runs_root: Path, name: str, eff: Efficiency | None = None) -> RunErrors:
     run = load_vllm_run(runs_root / name)
-    res = replay(run, setup_for_run(run, eff=eff))
+    res_setup = setup_for_run(run, eff=eff)
+    res = replay(run, res_setup)
     real, sim = res["real"], res["simulated"]
     errors = {label: rel_error(real[m][s], sim[m][s]) for label, m, s, _ in ROWS}
     errors["output tok/s"] = rel_error(real["output_tokens_per_s"], sim["output_tokens_per_s"])
     for key in ("running_rel", "waiting_rel"):
         if key in res["trajectory"]:
             errors[f"{key.split('_')[0]} traj MAE/mean"] = res["trajectory"][key]
+    steps = second_rows(run, res_setup.step_model(), res_setup.replicas)
+    if steps:
+        errors["step log-ratio MAE"] = step_error(steps)
     theirs = read_llmservingsim(runs_root / name / "llmservingsim-summary.txt")
     anchor = {label: theirs[src] for label, _, _, src in ROWS if src in theirs}
     role = "calibration" if name in CALIBRATION_RUNS else "validation"
     return RunErrors(name, role, errors, anchor, res)
+
+
+def run_steps(runs_root: Path, name: str, eff: Efficiency | None = None) -> list[SecondRow]:
+    """The run's open-loop step-time rows (``vllm_steps``) with these constants."""
+    run = load_vllm_run(runs_root / name)
+    setup = setup_for_run(run, eff=eff)
+    return second_rows(run, setup.step_model(), setup.replicas)
 
 
 def available_runs(runs_root: Path) -> list[str]:
@@ -89,7 +101,7 @@ def format_table(rows: Sequence[RunErrors]) -> str:
         for label, err in r.errors.items():
             theirs = r.anchor.get(label)
             anchor = f"{theirs * 100:+.1f}%" if theirs is not None else "-"
-            mark = "" if label.endswith("MAE/mean") else "+"
+            mark = "" if "MAE" in label else "+"
             value = f"{err * 100:{mark}.1f}%" if math.isfinite(err) else "n/a"
             lines.append(f"{r.run:44s} {r.role:11s} {label:22s} {value:>8s} {anchor:>14s}")
     return "\n".join(lines)
@@ -97,22 +109,26 @@ def format_table(rows: Sequence[RunErrors]) -> str:
 
 def calibration_loss(rows: Iterable[RunErrors]) -> float:
     """What calibration minimises: TPOT p50, output throughput, E2E mean, TTFT mean (half weight) and the
-    running trajectory, in absolute relative error, summed over runs."""
+    running trajectory, in absolute relative error, plus the open-loop step-time error (``vllm_steps``: mean
+    absolute log ratio of the model's step to the real one, second by second), summed over runs. The step
+    term separates what the aggregate metrics cannot: errors of opposite sign in different phases (decode
+    steps too short, prefill steps too long) cancel in a TPOT but not there."""
     total = 0.0
     for r in rows:
         e = r.errors
         total += abs(e["TPOT p50"]) + abs(e["output tok/s"]) + abs(e["E2E mean"]) + 0.5 * abs(e["TTFT mean"])
-        total += 0.5 * e.get("running traj MAE/mean", 0.0)
+        total += 0.5 * e.get("running traj MAE/mean", 0.0) + e.get("step log-ratio MAE", 0.0)
     return total
 
 
 GRID: dict[str, tuple[float, ...]] = {
-    "compute": (0.4, 0.5, 0.6, 0.7, 0.8),
+    "compute": (0.5, 0.6, 0.7, 0.8),
     "attention": (0.4, 0.7),
-    "memory": (0.6, 0.7, 0.8, 0.9),
-    "kv_memory": (0.45, 0.6, 0.75, 0.9),
-    "step_overhead_ms": (0.0, 1.0, 2.0, 3.0),
+    "memory": (0.7, 0.8, 0.9),
+    "kv_memory": (0.6, 0.75, 0.9),
+    "step_overhead_ms": (0.0, 1.0, 2.0),
     "seq_layer_overhead_us": (0.0, 0.4, 0.8, 1.2, 1.6),
+    "roofline_p": (1.0, 1.5, 2.0, 3.0, 4.0, 8.0),
 }
 
 

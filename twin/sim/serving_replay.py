@@ -91,7 +91,11 @@ class EngineSetup:
 
 
 class TrajectoryRecorder:
-    """Samples running and waiting requests over all replicas every second (vLLM's logging interval)."""
+    """Samples running and waiting requests over all replicas every second (vLLM's logging interval).
+
+    As vLLM counts them: a request is running once a step has scheduled some of its tokens; one the
+    simulated replica has admitted but whose first chunk still waits for the token budget is waiting
+    (vLLM moves a request to its running list only when it schedules it)."""
 
     def __init__(self, sim: ServingSim, every_s: float = 1.0) -> None:
         self.sim = sim
@@ -104,7 +108,10 @@ class TrajectoryRecorder:
         while True:
             yield env.timeout(self.every_s)
             reps = self.sim._ready()
-            self.points.append((env.now, sum(len(r.running) for r in reps), sum(len(r.waiting) for r in reps)))
+            admitted = sum(len(r.running) for r in reps)
+            running = sum(1 for r in reps for s in r.running if s.generated > 0 or s.prefill_left < s.prompt)
+            waiting = sum(len(r.waiting) for r in reps) + admitted - running
+            self.points.append((env.now, running, waiting))
 
 
 def run_engine(

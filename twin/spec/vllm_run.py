@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,9 @@ class VllmRun:
     e2e_s: np.ndarray
     # Per second: (t, running, waiting)
     series: np.ndarray
+    # Per second, when the file has the columns: (t, prompt tokens/s, generation tokens/s, KV cache use %,
+    # NaN where not recorded); else empty
+    throughput: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
 
 
 def _read(path: Path) -> str:
@@ -125,6 +128,7 @@ def load_vllm_run(run_dir: Path) -> VllmRun:
     hw: dict[str, Any] = hw_raw if isinstance(hw_raw, dict) else {}
     gpu_name = hw.get("device_name") if isinstance(hw.get("device_name"), str) else None
     arrival, inp, out, ttft, tpot, e2e = _requests(run_dir / "requests.jsonl")
+    series, throughput = _series(run_dir / "timeseries.csv")
     return VllmRun(
         path=run_dir,
         model=model.strip(),
@@ -145,7 +149,8 @@ def load_vllm_run(run_dir: Path) -> VllmRun:
         ttft_s=ttft,
         tpot_s=tpot,
         e2e_s=e2e,
-        series=_series(run_dir / "timeseries.csv"),
+        series=series,
+        throughput=throughput,
     )
 
 
@@ -196,24 +201,44 @@ def _requests(path: Path) -> tuple[np.ndarray, ...]:
     return a[:, 0] - q0, a[:, 1].astype(np.int64), out, a[:, 3] - a[:, 0], tpot, a[:, 4] - a[:, 0]
 
 
-def _series(path: Path) -> np.ndarray:
-    """(t, running, waiting) per row; an absent file gives an empty series (the trajectory is then not compared)."""
+def _series(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(t, running, waiting) per row, and (t, prompt, generation tokens/s, KV cache %) when the file has
+    vLLM's throughput columns (else empty; the KV column NaN when absent); an absent file gives empty
+    series (the trajectory is then not compared). In the throughputs a row repeated with the same ``t``
+    (vLLM's logger sometimes writes one twice) counts once."""
     if not path.exists():
-        return np.zeros((0, 3))
+        return np.zeros((0, 3)), np.zeros((0, 4))
     file = str(path)
     reader = csv.DictReader(_read(path).splitlines())
-    missing = {"t", "running", "waiting"} - set(reader.fieldnames or ())
+    columns = set(reader.fieldnames or ())
+    missing = {"t", "running", "waiting"} - columns
     if missing:
         raise TwinInputError("missing columns", file=file, field=",".join(sorted(missing)))
+    rate_cols = ("prompt_throughput", "gen_throughput")
+    with_rates = all(c in columns for c in rate_cols)
     points: list[tuple[float, float, float]] = []
+    rates: list[tuple[float, float, float, float]] = []
+    with_kv = "kv_cache_pct" in columns
     for lineno, row in enumerate(reader, start=2):
         try:
             values = tuple(float(row[k]) for k in ("t", "running", "waiting"))
+            rate = tuple(float(row[k]) for k in rate_cols) if with_rates else (0.0, 0.0)
+            kv = float(row["kv_cache_pct"]) if with_kv else math.nan
         except (TypeError, ValueError) as err:
-            raise TwinInputError("t, running and waiting must be numbers", file=file, line=lineno, value=row) from err
-        if not all(math.isfinite(v) and v >= 0 for v in values):
-            raise TwinInputError("t, running and waiting must be finite and >= 0", file=file, line=lineno, value=row)
+            raise TwinInputError(
+                "t, running, waiting and the throughputs must be numbers", file=file, line=lineno, value=row
+            ) from err
+        kv_ok = not with_kv or (math.isfinite(kv) and 0 <= kv <= 100)  # NaN only where the column is absent
+        if not all(math.isfinite(v) and v >= 0 for v in (*values, *rate)) or not kv_ok:
+            raise TwinInputError(
+                "t, running, waiting and the throughputs must be finite and >= 0, kv_cache_pct in [0, 100]",
+                file=file,
+                line=lineno,
+                value=row,
+            )
         points.append(values)  # type: ignore[arg-type]
+        if with_rates and (not rates or rates[-1][0] != values[0]):
+            rates.append((values[0], rate[0], rate[1], kv))
         if len(points) > MAX_REQUESTS:
             raise TwinInputError(f"more than {MAX_REQUESTS} rows", file=file, line=lineno)
-    return np.array(points, dtype=float).reshape(-1, 3)
+    return np.array(points, dtype=float).reshape(-1, 3), np.array(rates, dtype=float).reshape(-1, 4)

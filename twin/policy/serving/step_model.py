@@ -1,24 +1,30 @@
-"""The time of one vLLM engine step from the model's architecture and the GPU (a roofline model).
+"""The time of one vLLM engine step from the model's architecture and the GPU (a soft roofline model).
 
 ``StepModel(arch, gpu, tp, dtype).step_ms(batch)`` prices one iteration of continuous batching:
 
 * **linear layers** (QKV/O projections, the MLP, the LM head for the tokens that sample):
-  ``2 * params * tokens`` FLOPs against reading the weights once per step, the slower of the two
-  (compute-bound prefill, memory-bound decode);
+  ``2 * params * tokens`` FLOPs against reading the weights once per step, combined by the soft
+  roofline (below; compute-bound prefill, memory-bound decode);
 * **MoE experts** as vLLM's fused-MoE kernel runs them: a grouped GEMM in which every touched
   expert multiplies its own tokens, padded up to the kernel's row block, against reading that
-  expert's weights; the slower of the two;
+  expert's weights; the soft roofline of the two;
 * **attention**: ``4 * heads * head_dim * context`` FLOPs per query token per layer against reading
-  the KV cache of every scheduled sequence (paged, at its own efficiency), the slower of the two;
+  the KV cache of every scheduled sequence (paged, at its own efficiency), the soft roofline of the two;
 * **activations**: the fused elementwise kernels between the GEMMs (norms, rotary, activation,
   residual adds, KV-cache writes) read and write each token's activations: memory-bound;
 * **communication**: with tensor parallelism two all-reduces of the step's activations per layer
   (ring: ``2 (tp-1)/tp`` of the bytes, plus a latency each), over NVLink, or over PCIe staged
-  through host memory (no NVLink: each byte crosses the link twice); with expert parallelism an
-  all-gather and a reduce-scatter of the hidden states per MoE layer;
+  through host memory (no NVLink: each byte crosses the link twice), and once per step the all-gather
+  of the vocab-parallel LM head's bf16 logits of the sampled sequences (vLLM v1 samples on every
+  rank); with expert parallelism an all-gather and a reduce-scatter of the hidden states per MoE layer;
 * a fixed **per-step overhead** and a **per-sequence, per-layer overhead** (GPU-side: vLLM 0.19's
   asynchronous scheduling hides host work behind the step, so what a sequence still costs is in the
   layers: attention's per-sequence setup and the paged KV write).
+
+The **soft roofline** combines a kernel's compute time ``c`` and memory time ``m`` as their p-norm
+``(c^p + m^p)^(1/p)`` (``Efficiency.roofline_p``; infinite p is the plain ``max``): near the ridge
+point a GEMM neither streams nor computes at full speed at once, so it costs more than the max, while
+far from it (pure decode, large prefill) the dominant bound is all that counts.
 
 Hardware peaks are scaled by a few efficiency constants (:class:`Efficiency`), each bounded to a
 physically plausible range (:data:`PLAUSIBLE`); the defaults were fitted within those bounds on the
@@ -53,6 +59,9 @@ PLAUSIBLE: dict[str, tuple[float, float]] = {
     # the attention kernel's per-sequence block-table walk, split-KV merge and partial tiles, the paged
     # KV write; 1.6 us is 0.05 ms a sequence for a 32-layer model, a few thousand cycles a layer
     "seq_layer_overhead_us": (0.0, 1.6),
+    # how sharply a kernel's time turns from memory- to compute-bound (the p-norm of the two): 1 adds them
+    # (no overlap), large p is the plain roofline's max; measured GEMMs sit well below the max near the ridge
+    "roofline_p": (1.0, 8.0),
 }
 PCIE_MAX_GBPS = 64.0  # PCIe Gen5 x16 per direction: any slower interconnect in a profile is PCIe, not NVLink
 MOE_BLOCK_ROWS = (16, 64)  # vLLM's untuned Triton fused-MoE row block: 16 when tokens <= local experts, else 64
@@ -62,12 +71,13 @@ MOE_BLOCK_ROWS = (16, 64)  # vLLM's untuned Triton fused-MoE row block: 16 when 
 class Efficiency:
     """Fractions of the datasheet peaks reached, and fixed costs. Defaults: fitted on Llama-3.1-8B."""
 
-    compute: float = 0.60  # GEMM FLOPs / dense tensor peak (fitted)
+    compute: float = 0.80  # GEMM FLOPs / dense tensor peak (fitted; at its plausible top)
     attention: float = 0.40  # attention-kernel FLOPs / dense FP16 peak (prefill; fitted, weakly identified)
     memory: float = 0.90  # weight and activation reads / memory bandwidth (fitted; at its plausible top)
     kv_memory: float = 0.90  # paged KV-cache reads / memory bandwidth (fitted; at its plausible top)
-    step_overhead_ms: float = 0.0  # per step (fitted: vLLM 0.19's asynchronous scheduling hides it)
-    seq_layer_overhead_us: float = 1.6  # per scheduled sequence per layer (fitted)
+    step_overhead_ms: float = 1.0  # per step: launches, sampler, what asynchronous scheduling does not hide (fitted)
+    seq_layer_overhead_us: float = 1.6  # per scheduled sequence per layer (fitted; at its plausible top)
+    roofline_p: float = 2.0  # soft roofline: (compute^p + memory^p)^(1/p); inf = the plain max (fitted)
     # Not identifiable from single-GPU runs: set from NCCL's typical figures, not fitted.
     interconnect: float = 0.70  # all-reduce bus bandwidth / interconnect bandwidth
     nvlink_latency_us: float = 10.0  # per collective over NVLink / xGMI
@@ -78,10 +88,26 @@ class Efficiency:
             v = getattr(self, name)
             if not (math.isfinite(v) and 0 < v <= 1):
                 raise TwinInputError("must be in (0, 1]", obj="step model efficiency", field=name, value=v)
+        if not (self.roofline_p >= 1.0):  # NaN fails too
+            raise TwinInputError(
+                "must be >= 1 (inf: the plain roofline)",
+                obj="step model efficiency",
+                field="roofline_p",
+                value=self.roofline_p,
+            )
         for name in ("step_overhead_ms", "seq_layer_overhead_us", "nvlink_latency_us", "pcie_latency_us"):
             v = getattr(self, name)
             if not (math.isfinite(v) and 0 <= v <= 1e4):
                 raise TwinInputError("must be in [0, 1e4]", obj="step model efficiency", field=name, value=v)
+
+    def roof(self, compute_ms: float, memory_ms: float) -> float:
+        """A kernel's time from its compute and memory times: their p-norm (the max when p is infinite)."""
+        p = self.roofline_p
+        hi = max(compute_ms, memory_ms)
+        if math.isinf(p) or hi <= 0:
+            return hi
+        lo = min(compute_ms, memory_ms)
+        return hi * (1.0 + (lo / hi) ** p) ** (1.0 / p)  # scaled so a large p cannot overflow
 
     def plausible(self) -> bool:
         """Every fitted constant inside its :data:`PLAUSIBLE` range."""
@@ -273,7 +299,7 @@ class StepModel:
         padded = touched * block * math.ceil(rows / touched / block)
         gemm = 2.0 * padded * a.layers * self._expert_params / self._gemm_flops_per_ms
         read = touched * a.layers * self._expert_params * self.weight_bytes / self._bytes_per_ms
-        return max(gemm, read)
+        return self.eff.roof(gemm, read)
 
     def breakdown(self, b: BatchShape) -> StepBreakdown:
         a = self.arch
@@ -294,13 +320,15 @@ class StepModel:
         lat = self._collective_ms
         if self.tp > 1:
             comm += 2 * a.layers * (lat + 2.0 * (self.tp - 1) / self.tp * act / self._comm_bytes_per_ms)
+            if sampled:  # the vocab-parallel LM head's logits are all-gathered so every rank can sample
+                comm += lat + (self.tp - 1) / self.tp * sampled * a.vocab * 2.0 / self._comm_bytes_per_ms
         if self.ep > 1:  # vLLM's allgather_reducescatter: gather the other ranks' tokens, scatter the sums back
             comm += 2 * a.layers * (lat + (self.ep - 1) * act / self._comm_bytes_per_ms)
         # The sequences a step schedules: every decode, and at least one prefilling sequence.
         seqs = b.decode_seqs + max(b.prefill_done, 1 if b.prefill_tokens else 0)
         return StepBreakdown(
-            max(gemm_ms, read_ms),
-            max(attn_c, attn_m),
+            self.eff.roof(gemm_ms, read_ms),
+            self.eff.roof(attn_c, attn_m),
             comm,
             self.eff.step_overhead_ms + seqs * a.layers * self.eff.seq_layer_overhead_us / 1000.0,
             gemm_ms >= read_ms,
