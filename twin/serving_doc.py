@@ -41,6 +41,7 @@ class Engine(_M):
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
     kv_policy: Literal["reserve", "on-demand"] | None = None  # default: on-demand with a model, else reserve
     prefix_caching: bool = True
+    async_scheduling: bool = False  # vLLM >= 0.19's default: a mid-step arrival is scheduled a step later
 
 
 class Replicas(_M):

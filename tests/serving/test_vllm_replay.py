@@ -213,3 +213,18 @@ def test_bench_reports_progress_until_every_request_is_done() -> None:
     closed_loop_bench(setup, 200, 200, 4, 400, progress=lambda done, total: calls.append((done, total)))
     assert calls[-1] == (400, 400) and len(calls) > 1
     assert all(a[0] <= b[0] for a, b in itertools.pairwise(calls))
+
+
+def test_async_scheduling_follows_the_run(tmp_path: Path) -> None:
+    """Engine argument first, then the resolved scheduler config, then the version's default (on from 0.19)."""
+
+    def flag(**meta: object) -> bool:
+        run = _write_run(tmp_path / f"r{len(list(tmp_path.iterdir()))}", meta={**META, **meta})
+        return load_vllm_run(run).async_scheduling
+
+    assert flag() is False  # no version, no config: the simulator's plain scheduling
+    assert flag(vllm_version="0.19.0") is True and flag(vllm_version="0.18.2") is False
+    resolved = {"scheduler_config": {"async_scheduling": False}}
+    assert flag(vllm_version="0.19.0", resolved_config=resolved) is False
+    kwargs = {**META["engine_kwargs"], "async_scheduling": True}  # type: ignore[dict-item]
+    assert flag(vllm_version="0.18.0", engine_kwargs=kwargs, resolved_config=resolved) is True

@@ -25,7 +25,7 @@ import math
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, cast
 
 import numpy as np
 import simpy
@@ -70,6 +70,9 @@ class EngineConfig:
     # Data-parallel ranks of an MoE model with expert parallelism step together: vLLM pads every rank
     # to the largest rank's tokens and the MoE layers exchange tokens, so a step lasts the slowest's.
     dp_lockstep: bool = False
+    # vLLM's async scheduling (on by default in 0.19): step k+1 is prepared while step k runs, so a
+    # request arriving during step k is first scheduled in step k+2 (at idle, at once).
+    async_scheduling: bool = False
 
 
 @dataclass(frozen=True)
@@ -168,6 +171,7 @@ class Replica:
         self.stretch = 1.0  # step time multiplier: 1 / the share of its GPUs it receives (pool mode)
         self.evictions = 0
         self._proc: simpy.Process | None = None
+        self._step_at = (0.0, 0.0)  # (start s, ms) of the step (or decode run's first step) in progress
         self.busy_s = 0.0  # seconds spent stepping (pool mode: its compute demand is the busy fraction)
         self._busy_from: float | None = None
         self.running: list[_Seq] = []
@@ -243,6 +247,27 @@ class Replica:
             wake.succeed()
 
     def enqueue(self, seq: _Seq) -> None:
+        if self.cfg.async_scheduling and self.running:
+            start, ms = self._step_at
+            if ms > 0:
+                # The step after the one in progress was prepared already: it joins at that one's end.
+                # A decode run's boundaries are taken at its first step's length.
+                k = math.floor((self.env.now - start) * 1000.0 / ms)
+                boundary = start + (k + 1) * ms / 1000.0
+                if boundary > self.env.now:
+                    ev = self.env.timeout(boundary - self.env.now, seq)
+                    ev.callbacks.append(self._deferred_enqueue)
+                    return
+        self._enqueue_now(seq)
+
+    def _deferred_enqueue(self, ev: simpy.Event) -> None:
+        seq = cast(_Seq, ev.value)
+        if self._proc is not None or self.sim.pods is None:
+            self._enqueue_now(seq)
+        else:  # evicted meanwhile: back to the router
+            self.sim._route(seq)
+
+    def _enqueue_now(self, seq: _Seq) -> None:
         self.waiting.append(seq)
         wake = self._wake
         if wake is not None and not wake.triggered and len(self.running) < self.cfg.max_num_seqs:
@@ -465,9 +490,9 @@ class Replica:
     def _lockstep(self, own_ms: float) -> float:
         """The step's duration: its own, or with lockstep the slowest busy rank's (an idle rank waits for none)."""
         self._set_step(own_ms)
-        if not self.cfg.dp_lockstep:
-            return own_ms
-        return max([own_ms, *(p.step_ms_now for p in self._peers())])
+        ms = own_ms if not self.cfg.dp_lockstep else max([own_ms, *(p.step_ms_now for p in self._peers())])
+        self._step_at = (self.env.now, ms)
+        return ms
 
     def _decode_steps_that_fit(self, m: int) -> int:
         """How many decode steps (at most ``m``, at least 1) run before the batch outgrows the KV cache."""

@@ -129,6 +129,7 @@ def serving_config(
             step=step,
             kv_on_demand=kv_policy == "on-demand",
             prefix_caching=e.prefix_caching,
+            async_scheduling=e.async_scheduling,
         )
         perf = AcceleratorPerf(
             v.accelerator,

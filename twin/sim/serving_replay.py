@@ -46,6 +46,7 @@ class EngineSetup:
     gpu_memory_utilization: float = 0.9
     prefix_caching: bool = True
     efficiency: Efficiency | None = None
+    async_scheduling: bool = False
 
     def step_model(self) -> StepModel:
         ep = self.tp * self.replicas if self.expert_parallel and self.arch.is_moe else 1
@@ -75,6 +76,7 @@ class EngineSetup:
             kv_on_demand=True,
             prefix_caching=self.prefix_caching,
             dp_lockstep=self.expert_parallel and self.arch.is_moe and self.replicas > 1,
+            async_scheduling=self.async_scheduling,
         )
 
     def serving_config(self) -> ServingConfig:
@@ -217,6 +219,7 @@ def setup_for_run(
         gpu_memory_utilization=run.gpu_memory_utilization,
         prefix_caching=run.prefix_caching,
         efficiency=eff,
+        async_scheduling=run.async_scheduling,
     )
 
 

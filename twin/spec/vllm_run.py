@@ -55,6 +55,7 @@ class VllmRun:
     # Per second, when the file has the columns: (t, prompt tokens/s, generation tokens/s, KV cache use %,
     # NaN where not recorded); else empty
     throughput: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
+    async_scheduling: bool = False  # vLLM's scheduler prepares the next step while one runs
 
 
 def _read(path: Path) -> str:
@@ -151,7 +152,28 @@ def load_vllm_run(run_dir: Path) -> VllmRun:
         e2e_s=e2e,
         series=series,
         throughput=throughput,
+        async_scheduling=_async_scheduling(meta, ek),
     )
+
+
+# The first vLLM release whose default engine schedules asynchronously, as far as the runs tell: a
+# 0.19.0 run's resolved config says async_scheduling: true with the default engine arguments.
+ASYNC_SCHEDULING_DEFAULT_FROM = (0, 19)
+
+
+def _async_scheduling(meta: dict[str, Any], ek: dict[str, Any]) -> bool:
+    """The engine argument if given, else the run's resolved scheduler config, else the version's default."""
+    if isinstance(ek.get("async_scheduling"), bool):
+        return bool(ek["async_scheduling"])
+    resolved = meta.get("resolved_config")
+    sched = resolved.get("scheduler_config") if isinstance(resolved, dict) else None
+    if isinstance(sched, dict) and isinstance(sched.get("async_scheduling"), bool):
+        return bool(sched["async_scheduling"])
+    version = meta.get("vllm_version")
+    if isinstance(version, str):
+        parts = [int(p) for p in version.split(".")[:2] if p.isdigit()]
+        return len(parts) == 2 and tuple(parts) >= ASYNC_SCHEDULING_DEFAULT_FROM
+    return False
 
 
 def _requests(path: Path) -> tuple[np.ndarray, ...]:
