@@ -339,6 +339,9 @@ class ServedModel(_Model):
     autoscaler: serving_doc.AutoscalerDoc = Field(
         default_factory=lambda: serving_doc.AutoscalerDoc(name="saturation-v1")
     )
+    # request: every request simulated (the reference); fluid: the analytic model per scrape window
+    # (twin.sim.serving_fluid), for days and weeks of traffic.
+    mode: Literal["request", "fluid"] = "request"
 
     @model_validator(mode="after")
     def _unique_variants(self) -> ServedModel:

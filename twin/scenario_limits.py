@@ -55,7 +55,10 @@ def estimated_events(scenario: Scenario) -> float:
             moving = [p for p in (w.usage.compute, w.usage.vram_gib) if p is not None and p.kind != "constant"]
             total += arrivals * (1 + sum(horizon / p.step for p in moving))
         elif isinstance(w, ServingWorkload):
-            total += sum(_requests(m.traffic, scenario.duration) for m in w.serving.models)
+            for m in w.serving.models:
+                # A fluid model steps windows (a scrape interval at most), not requests.
+                fluid = m.mode == "fluid"
+                total += scenario.duration / m.scrape_interval if fluid else _requests(m.traffic, scenario.duration)
     total += len(scenario.faults)
     return total
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from twin.report.plots import _STYLE, _png
 from twin.sim.serving import ServingResult
+from twin.sim.serving_fluid_result import FluidServingResult
 from twin.sim.serving_pool_report import windowed_p95_ms
 
 
@@ -26,15 +27,16 @@ def plot_png(results: Mapping[str, ServingResult]) -> bytes:
         r = results[key]
         hours = 3600.0
         ax = axes[row][0]
-        t, p95 = windowed_p95_ms(r, r.ttft_s)
+        fluid = isinstance(r, FluidServingResult)  # windows, not requests: mixtures per minute
+        t, p95 = r.windowed_p95_ms("ttft") if isinstance(r, FluidServingResult) else windowed_p95_ms(r, r.ttft_s)
         ax.plot(t / hours, p95, color="tab:blue", lw=1.2, label="TTFT p95 (per minute)")
         ax.axhline(r.config.slo_ttft_ms, color="tab:blue", ls="--", lw=1, label="TTFT SLO")
-        t, itl = windowed_p95_ms(r, r.itl_s)
+        t, itl = r.windowed_p95_ms("itl") if isinstance(r, FluidServingResult) else windowed_p95_ms(r, r.itl_s)
         ax.plot(t / hours, itl, color="tab:green", lw=1.2, label="ITL p95 (per minute)")
         ax.axhline(r.config.slo_itl_ms, color="tab:green", ls="--", lw=1, label="ITL SLO")
         ax.set_yscale("log")
         ax.set_ylabel("ms")
-        ax.set_title(f"{key}: latency", fontsize=10)
+        ax.set_title(f"{key}: latency" + (" (fluid mode)" if fluid else ""), fontsize=10)
         twin_ax = ax.twinx()
         for variant in sorted({v for _t, v, _p, _s in r.pool_timeline}):
             pts = [(tt, s) for tt, v, _p, s in r.pool_timeline if v == variant]

@@ -199,6 +199,10 @@ class Replica:
     def load(self) -> int:
         return len(self.running) + len(self.waiting)
 
+    def metrics_now(self) -> tuple[float, float, float]:
+        """What a scrape of its /metrics reads now: running, waiting, KV cache usage."""
+        return len(self.running), len(self.waiting), self.kv_usage()
+
     def busy_seconds(self) -> float:
         """Seconds spent stepping so far (a step in progress counts up to now)."""
         since = self._busy_from
@@ -537,8 +541,8 @@ def _steps_within(a: float, g: float, t: float) -> int:
 @dataclass
 class _Sample:
     t: float
-    running: int
-    waiting: int
+    running: float  # whole requests at request level; the fluid mode's means are fractional
+    waiting: float
     kv: float
 
 
@@ -567,6 +571,8 @@ class ServingResult:
 
 class ServingSim:
     """One run: a trace through the replicas of one model, under one autoscaler."""
+
+    replica_type: type[Replica] = Replica  # the fluid mode's replicas do not step (twin.sim.serving_fluid)
 
     def __init__(
         self,
@@ -633,7 +639,7 @@ class ServingSim:
 
     def _add_replica(self, variant: VariantConfig, ready_now: bool = False) -> None:
         self._counter += 1
-        rep = Replica(self, variant, f"{variant.name}-{self._counter}")
+        rep = self.replica_type(self, variant, f"{variant.name}-{self._counter}")
         if self.pods is not None:
             rep.state = "pending"
             rep.ready_now = ready_now
@@ -823,9 +829,10 @@ class ServingSim:
         keep = max(self.config.retention_s, 300.0) + self.config.scrape_interval_s
         while True:
             now = self.env.now
+            self._before_scrape()
             for rep in self._ready():
                 s = self.samples.setdefault(rep.name, deque())
-                s.append(_Sample(now, len(rep.running), len(rep.waiting), rep.kv_usage()))
+                s.append(_Sample(now, *rep.metrics_now()))
                 while s and s[0].t < now - 120.0:
                     s.popleft()
             cs = self.counter_samples
@@ -837,6 +844,9 @@ class ServingSim:
             while vs and vs[0][0] < now - 60.0 - self.config.scrape_interval_s:
                 vs.popleft()
             yield self.env.timeout(self.config.scrape_interval_s)
+
+    def _before_scrape(self) -> None:
+        """Bring the counters up to now before a scrape (the fluid mode closes its window here)."""
 
     def _counter_delta(self, window: float) -> tuple[float, int, float, float] | None:
         cs = self.counter_samples

@@ -41,6 +41,7 @@ from twin.seeding import component_rng
 from twin.sim.generators import UsageSeries
 from twin.sim.host import SimHost
 from twin.sim.serving import Replica, ServingConfig, ServingResult, ServingSim
+from twin.sim.serving_fluid import fluid_serving, is_replay
 from twin.sim.serving_install import installation_autoscaling
 from twin.sim.serving_models import check_model_doc, serving_config, traffic_trace
 from twin.sim.workers import Outcome, SimWorker
@@ -245,10 +246,13 @@ class ServingSource:
             except TwinInputError as err:
                 raise err.located(file=file, obj=f"{where}autoscaler") from err
             rng = component_rng(sim.seed, f"serving/{wl.name}/{m.model.namespace}/{m.model.id}")
-            try:
-                trace = traffic_trace(m.traffic, duration, base, rng)
-            except TwinInputError as err:
-                raise err.located(file=file, obj=f"{where}traffic") from err
+            # The fluid mode reads a rate pattern directly; only a replay needs its trace.
+            trace = None
+            if m.mode == "request" or is_replay(m.traffic):
+                try:
+                    trace = traffic_trace(m.traffic, duration, base, rng)
+                except TwinInputError as err:
+                    raise err.located(file=file, obj=f"{where}traffic") from err
             config = serving_config(m, base, file or "", trace, where)
             config = _kv_from_slices(config, m, file, where)
             templates = {
@@ -257,9 +261,14 @@ class ServingSource:
             pods = PoolReplicaPods(sim, templates, wl.name)
             verdict = installed.get((m.model.namespace, m.model.id)) if installed is not None else None
             active = verdict.active if verdict is not None else True
-            serving = ServingSim(
-                config, trace, scaler, duration_s=duration, env=sim.env, pods=pods, autoscaling_active=active
-            )
+            serving: ServingSim
+            if m.mode == "fluid":
+                serving = fluid_serving(m, config, trace, scaler, duration, sim.env, pods, rng, file, where, active)
+            else:
+                assert trace is not None
+                serving = ServingSim(
+                    config, trace, scaler, duration_s=duration, env=sim.env, pods=pods, autoscaling_active=active
+                )
             pods.serving = serving
             pods.start(m.scrape_interval)
             self.models[model_key(m)] = serving

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from twin.sim.serving import DONE, PENDING, REJECTED, TIMEOUT, ServingResult
+from twin.sim.serving_fluid_result import FluidServingResult
 
 LATENCY_PERCENTILES = (50, 95, 99)
 WINDOW_S = 60.0
@@ -53,21 +54,27 @@ def model_summary(result: ServingResult, workload: str) -> dict[str, Any]:
             "mean_step_stretch": round(sum(stretches) / len(stretches), 6) if stretches else None,
             "max_step_stretch": round(max(stretches), 6) if stretches else None,
         }
+    if isinstance(result, FluidServingResult):
+        requests = result.request_numbers()  # mixtures over the fluid windows, with "mode": "fluid"
+    else:
+        requests = {
+            "requests": int(status.size),
+            "completed": int(done.sum()),
+            "timeouts": int((status == TIMEOUT).sum()),
+            "rejected": int((status == REJECTED).sum()),
+            "incomplete": int((status == PENDING).sum()),
+            "ttft_ms": _latency(result.ttft_s[done]),
+            "itl_ms": _latency(result.itl_s[done]),
+            "e2e_ms": _latency(result.e2e_s[done]),
+            "slo_attainment": _ratio(int((ttft_ok & itl_ok).sum()), finished),
+            "ttft_attainment": _ratio(int(ttft_ok.sum()), finished),
+            "itl_attainment": _ratio(int(itl_ok.sum()), finished),
+        }
     return {
         "workload": workload,
         "autoscaler": result.autoscaler,
-        "requests": int(status.size),
-        "completed": int(done.sum()),
-        "timeouts": int((status == TIMEOUT).sum()),
-        "rejected": int((status == REJECTED).sum()),
-        "incomplete": int((status == PENDING).sum()),
         "slo": {"ttft_ms": cfg.slo_ttft_ms, "itl_ms": cfg.slo_itl_ms},
-        "ttft_ms": _latency(result.ttft_s[done]),
-        "itl_ms": _latency(result.itl_s[done]),
-        "e2e_ms": _latency(result.e2e_s[done]),
-        "slo_attainment": _ratio(int((ttft_ok & itl_ok).sum()), finished),
-        "ttft_attainment": _ratio(int(ttft_ok.sum()), finished),
-        "itl_attainment": _ratio(int(itl_ok.sum()), finished),
+        **requests,
         "avg_replicas": round(sum(result.replica_seconds.values()) / result.duration_s, 6)
         if result.duration_s > 0
         else 0.0,

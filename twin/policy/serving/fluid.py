@@ -190,8 +190,9 @@ def _group(k: np.ndarray, w: np.ndarray, n_max: int) -> tuple[np.ndarray, np.nda
     return np.bincount(inv, weights=w * k) / wg, wg
 
 
-def steady_state(shape: ReplicaShape, lam: float, slo: SLO) -> dict[str, float]:
-    """All metrics of one full-speed replica at ``lam`` req/ms; times in ms."""
+def steady_state(shape: ReplicaShape, lam: float, slo: SLO, more: tuple[SLO, ...] = ()) -> dict[str, float]:
+    """All metrics of one full-speed replica at ``lam`` req/ms; times in ms. ``more``: further SLOs
+    whose attainment comes as ``slo#j``, ``ttft_att#j``, ``itl_att#j`` (the states are solved once)."""
     p, admitted = _chain(shape, lam)
     big_k = p.size - 1
     n_max = shape.n_max
@@ -323,7 +324,15 @@ def steady_state(shape: ReplicaShape, lam: float, slo: SLO) -> dict[str, float]:
     none_itl = 1.0 - float(ow.sum())  # single-token requests have no ITL and always meet it
     met_i = none_itl + (1 - none_itl) * itl_cdf_k(np.array([slo.itl_ms]))[:, 0]
     ok = 1.0 - blocking
-    return {
+    more_att: dict[str, float] = {}
+    if more:
+        mt = ttft_cdf_k(np.array([m.ttft_ms for m in more]))
+        mi = none_itl + (1 - none_itl) * itl_cdf_k(np.array([m.itl_ms for m in more]))
+        for j in range(len(more)):
+            more_att[f"slo#{j}"] = min(ok * float(w @ (mt[:, j] * mi[:, j])), 1.0)
+            more_att[f"ttft_att#{j}"] = min(ok * float(w @ mt[:, j]), 1.0)
+            more_att[f"itl_att#{j}"] = min(ok * float(w @ mi[:, j]), 1.0)
+    return more_att | {
         "throughput": admitted,
         "blocking": blocking,
         "running": running,
