@@ -53,10 +53,6 @@ import simpy
 
 from twin.cluster_desc import ClusterDescription, NodeSpec, build_state
 from twin.errors import TwinInputError
-from twin.experiments.openb import NodeList
-from twin.experiments.openb_replay import POOL, ReplayPod
-from twin.experiments.openb_replay import QOS_MAP as QOS_MAP  # re-exported (the replay's pod mapping)
-from twin.experiments.openb_replay import replay_pods as replay_pods
 from twin.hardware import HardwareCatalog, default_catalog
 from twin.policy.fragmentation import ClusterFragmentation
 from twin.policy.placement import PlacementStrategy, get_strategy
@@ -71,7 +67,11 @@ from twin.policy.queue import Phase
 from twin.resources import Resource
 from twin.scenario import LoadedScenario, validate_scenario
 from twin.sim.engine import Simulation
+from twin.sim.openb_pods import POOL, ReplayPod
+from twin.sim.openb_pods import QOS_MAP as QOS_MAP  # re-exported (the replay's pod mapping)
+from twin.sim.openb_pods import replay_pods as replay_pods
 from twin.sim.workers import SimWorker
+from twin.spec.openb import NodeList
 from twin.state import ClusterState, PoolState
 
 MIB: Final = 1 << 20

@@ -1,6 +1,6 @@
 """The openb trace as a scenario workload kind (``workloads: [{name, trace: openb, ...}]``).
 
-The slice's pods come from the one openb mapping (:func:`twin.experiments.openb_replay.replay_pods`:
+The slice's pods come from the one openb mapping (:func:`twin.sim.openb_pods.replay_pods`:
 creation order, GPU share in milli-GPU, CPU and memory, QoS class); in a scenario pool the share
 becomes a compute-percent request (``milli / 10`` percent of whichever GPU it lands on), so the
 pods fit any GPU model. Each pod arrives at its (scaled) creation time and, once placed, runs for
@@ -16,11 +16,11 @@ from pathlib import Path
 import simpy
 
 from twin.errors import TwinInputError
-from twin.experiments.openb import default_pods_path, load_pods
-from twin.experiments.openb_replay import ReplayPod, replay_pods
 from twin.resources import AllocRequest, Resource
 from twin.scenario import TraceWorkload
 from twin.sim.host import SimHost
+from twin.sim.openb_pods import ReplayPod, replay_pods
+from twin.spec.openb import default_pods_path, load_pods
 
 
 def trace_pods_path(spec: str, base: Path) -> Path:

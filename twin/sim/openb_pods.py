@@ -2,9 +2,9 @@
 
 Used by the dynamic replay (:mod:`twin.experiments.trace_replay`) and by the scenario workload kind
 ``trace: openb`` (:mod:`twin.sim.trace_source`); the request itself is the one openb mapping,
-:func:`twin.experiments.openb.openb_request`. The mapping is described in
-:mod:`twin.experiments.trace_replay` (and docs/trace.md, "Dynamic replay"). This module imports no
-simulator, so the engine's workload kinds can use it.
+:func:`twin.spec.openb.openb_request`. The mapping is described in
+:mod:`twin.experiments.trace_replay` (and docs/trace.md, "Dynamic replay"). It imports no engine
+(the trace file itself is read by :mod:`twin.spec.openb`, the data layer).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Final
 
 from twin.errors import TwinInputError
-from twin.experiments.openb import MISSING_TIME, PodList, openb_request
 from twin.policy.placement.fgd_measure import MILLI_PER_GPU, PodShape, scoring_view
 from twin.resources import AllocRequest, QoS
+from twin.spec.openb import MISSING_TIME, PodList, openb_request
 
 POOL: Final = "openb"
 QOS_MAP: Final = {"LS": QoS.HIGH, "Guaranteed": QoS.CRITICAL, "Burstable": QoS.MEDIUM, "BE": QoS.LOW, "": QoS.MEDIUM}
