@@ -91,6 +91,18 @@ def test_the_two_adapters_do_not_import_each_other() -> None:
     assert offenders == []
 
 
+def test_the_adapters_do_not_import_the_layers_above_them() -> None:
+    """``twin.sim`` and ``live`` sit below experiments, reports and the CLI (spec -> policy -> sim | live -> cli)."""
+    above = ("twin.experiments", "twin.report", "twin.cli")
+    offenders = []
+    for folder in (ROOT / "twin" / "sim", ROOT / "live"):
+        for path in sorted(folder.rglob("*.py")):
+            offenders += [
+                f"{path.relative_to(ROOT)} imports {n}" for n in _imports(path) if any(_is_under(n, a) for a in above)
+            ]
+    assert offenders == []
+
+
 # The simulator, the trace replay and the live agent schedule through twin.policy.cycle only.
 CYCLE_USERS = (
     *sorted((ROOT / "twin" / "sim").rglob("*.py")),
