@@ -35,9 +35,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from twin.experiments.fgd_protocol import POLICIES
-from twin.experiments.openb import default_trace_dir
 from twin.experiments.paper import PAPER_TRACES, paper_runs
 from twin.experiments.sweep import RunSpec, make_executor, resolve_runner, run_sweep
+from twin.spec.openb import default_trace_dir
 
 BIN = Path(sys.executable).parent
 HERE = Path(__file__).resolve().parent
@@ -90,11 +90,7 @@ def dask_cluster(workers: int) -> Iterator[str]:
 
 
 def _warm_imports() -> None:
-    import twin.experiments.fgd_protocol
-    import twin.experiments.openb
-    import twin.experiments.paper
-    import twin.experiments.shipping
-    import twin.experiments.trace_report  # noqa: F401
+    pass
 
 
 def timed(executor: str, workers: int, runs: Sequence[RunSpec]) -> tuple[float, list[dict[str, object]]]:

@@ -23,6 +23,8 @@ from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
 
+from twin.cluster_desc import ClusterDescription, GPUSpec, NodeSpec, build_state
+from twin.hardware import default_catalog
 from twin.policy.placement import get_strategy, plan_preemption, schedule
 from twin.policy.placement.scoring import gpu_score
 from twin.resources import GIB, AllocRequest, PlacementMode, QoS, Resource
@@ -36,14 +38,11 @@ CAP = Resource(312.0, 80 * GIB)
 
 
 def build(nodes: int, gpus: int) -> ClusterState:
-    state = ClusterState()
-    state.add_pool(PoolState("p"))
-    for n in range(nodes):
-        name = f"node-{n:04d}"
-        state.add_node(name, "p")
-        for i in range(gpus):
-            state.add_gpu(name, i, model="A100", capacity=CAP, numa=i // 4)
-    return state
+    catalog = default_catalog()
+    a100 = catalog.get("A100_SXM_80G")
+    listed = tuple(GPUSpec(i, a100, capacity=CAP, numa=i // 4, partitions=False) for i in range(gpus))
+    rows = [NodeSpec(f"node-{n:04d}", "p", "", 0, gpu_list=listed) for n in range(nodes)]
+    return build_state(ClusterDescription([PoolState("p")], rows), catalog)
 
 
 def requests(count: int, seed: int) -> list[AllocRequest]:

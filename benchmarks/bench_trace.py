@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from twin.experiments.fgd_protocol import allocation_at, bin_curves, prepare_run, run_fill_up
-from twin.experiments.openb import default_nodes_path, default_pods_path, load_nodes, load_pods
+from twin.spec.openb import default_nodes_path, default_pods_path, load_nodes, load_pods
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the test oracles
 from oracles.fill_up_reference import reference_fill_up

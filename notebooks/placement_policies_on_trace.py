@@ -43,8 +43,8 @@ import numpy as np
 
 from twin.atomic import atomic_write_bytes
 from twin.experiments.fgd_protocol import bin_curves, prepare_run
-from twin.experiments.openb import NodeList, PodList, default_trace_dir, load_nodes, load_pods
 from twin.experiments.trace_report import CurveRun, fill_up_any, mean_curves
+from twin.spec.openb import NodeList, PodList, default_trace_dir, load_nodes, load_pods
 
 try:
     ROOT = Path(__file__).resolve().parents[1]

@@ -212,13 +212,13 @@ def _hardware(path: Path) -> None:
 
 
 def _pods_csv(path: Path) -> None:
-    from twin.experiments.openb import load_pods
+    from twin.spec.openb import load_pods
 
     load_pods(path)
 
 
 def _nodes_csv(path: Path) -> None:
-    from twin.experiments.openb import load_nodes
+    from twin.spec.openb import load_nodes
 
     load_nodes(path)
 

@@ -145,7 +145,7 @@ NODE_CSV = "sn,cpu_milli,memory_mib,gpu,model\nn0,64000,262144,2,P100\n"
     ],
 )
 def test_trace_rows_out_of_range_are_refused(tmp_path: Path, row: str, match: str) -> None:
-    from twin.experiments.openb import load_pods
+    from twin.spec.openb import load_pods
 
     path = tmp_path / "pods.csv"
     path.write_text(POD_HEADER + row + "\n")
@@ -155,7 +155,7 @@ def test_trace_rows_out_of_range_are_refused(tmp_path: Path, row: str, match: st
 
 def test_a_trace_of_only_cpu_pods_is_a_clear_error_not_a_hang(tmp_path: Path) -> None:
     from twin.experiments.fgd_protocol import prepare_run
-    from twin.experiments.openb import load_nodes, load_pods
+    from twin.spec.openb import load_nodes, load_pods
 
     (tmp_path / "nodes.csv").write_text(NODE_CSV)
     (tmp_path / "pods.csv").write_text(POD_HEADER + "p1,1000,1024,0,0,,LS,Running,0,10,0\n")

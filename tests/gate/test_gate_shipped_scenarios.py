@@ -15,7 +15,7 @@ import pytest
 
 from twin.experiments.check import Verdict, load_baseline, run_check, scenario_key
 from twin.experiments.executors import make_executor
-from twin.experiments.openb import default_pods_path
+from twin.spec.openb import default_pods_path
 
 pytest_plugins = ["twin.testing"]
 CheckFn = Callable[..., None]  # the twin_check fixture (twin.testing)

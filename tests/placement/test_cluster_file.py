@@ -277,3 +277,66 @@ def test_twin_place_reports_bad_cluster_file(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["place", "--cluster", str(cluster), str(ROOT / "examples/pods.yaml")])
     assert result.exit_code == 2
     assert "bad.yaml" in result.output and "nodes[0].cpu" in result.output and "lots" in result.output
+
+
+def test_the_cluster_file_is_a_cluster_description_built_by_the_one_builder() -> None:
+    """The file becomes a ClusterDescription (every node lists its GPUs) and build_state builds it:
+    the same description written by hand gives an equal state, partitions and NVLink included."""
+    from twin.cluster_desc import ClusterDescription, GPUSpec, IsolationRule, NodeSpec, PartitionSpec, build_state
+    from twin.hardware import default_catalog
+    from twin.spec.selectors import LabelSelector
+    from twin.state import ClusterState, PoolState
+
+    data = {
+        "pools": [
+            {
+                "name": "p",
+                "defaultIsolation": "soft",
+                "isolationModeRules": [{"selector": {"matchLabels": {"tier": "x"}}, "isolationMode": "hard"}],
+            }
+        ],
+        "nodes": [
+            {
+                "name": "n",
+                "labels": {"tier": "x"},
+                "nvlink": [[0, 1]],
+                "ready": False,
+                "gpus": [
+                    {"index": 0, "profile": "H100_SXM", "numa": 1, "partitions": [{"template": "1g.10gb"}]},
+                    {"index": 1, "profile": "A30", "usedBy": "other", "isolation": "shared"},
+                ],
+            },
+        ],
+    }
+    state, _ = build_cluster(data)
+    catalog = default_catalog()
+    h100, a30 = catalog.get("H100_SXM"), catalog.get("A30")
+    gpus = (
+        GPUSpec(0, h100, numa=1, max_partitions=h100.max_partitions, existing=(PartitionSpec("1g.10gb"),)),
+        GPUSpec(1, a30, used_by="other", isolation=IsolationMode.SHARED, max_partitions=a30.max_partitions),
+    )
+    node = NodeSpec(
+        "n",
+        "p",
+        "",
+        2,
+        labels={"tier": "x"},
+        cost_per_hour=h100.cost_per_hour + a30.cost_per_hour,
+        gpu_list=gpus,
+        nvlinks=((0, 1),),
+        ready=False,
+    )
+    rule = IsolationRule(LabelSelector.model_validate({"matchLabels": {"tier": "x"}}), IsolationMode.HARD)
+    by_hand = build_state(ClusterDescription([PoolState("p")], [node], isolation_rules={"p": [rule]}), catalog)
+
+    def rows(s: ClusterState) -> list[str]:  # every field of every pool, node, GPU and allocation
+        return [repr(x) for part in (s.pools, s.nodes, s.gpus, s.allocations) for x in part.values()]
+
+    assert rows(state) == rows(by_hand)
+    assert state.gpus["n-gpu0"].isolation is IsolationMode.HARD  # the pool's first matching rule
+    assert state.gpus["n-gpu1"].isolation is IsolationMode.SHARED  # the GPU's own mode wins
+    assert state.nodes["n"].nvlinks == [("n-gpu0", "n-gpu1")] and not state.nodes["n"].heartbeat_ok
+    assert len(state.allocations) == 1
+    # Without rules (the simulators' descriptions) a GPU given no mode keeps none.
+    bare = build_state(ClusterDescription([PoolState("p")], [node]), catalog)
+    assert bare.gpus["n-gpu0"].isolation is None

@@ -28,7 +28,7 @@ from twin.sim.serving import (
     _steps_within,
     run_models,
 )
-from twin.sim.serving_pool import run_on_pool
+from twin.sim.serving_pool_run import run_on_pool
 from twin.sim.serving_traffic import RatePattern, TokenDist, Trace, generate_trace, load_csv_trace
 
 FAST = HPABehavior(

@@ -13,9 +13,9 @@ import yaml
 from simtest_helpers import REPO
 
 from twin.errors import TwinInputError
-from twin.experiments.openb import default_pods_path
 from twin.scenario import load_scenario
 from twin.sim.engine import Simulation
+from twin.spec.openb import default_pods_path
 
 HEADER = "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,creation_time,deletion_time,scheduled_time"
 PODS = [

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from twin.experiments.fgd_protocol import PreparedRun
-from twin.experiments.openb import default_trace_dir
 from twin.experiments.trace_gorand import GoRand
 from twin.policy.placement.fgd_measure import PodShape, TypicalClass
+from twin.spec.openb import default_trace_dir
 
 NodeRow = tuple[int, int, int, str]  # cpu_milli, memory_mib, gpus, model
 PodRow = tuple[int, int, int, int]  # cpu_milli, memory_mib, num_gpu, per-GPU milli

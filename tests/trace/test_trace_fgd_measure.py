@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from twin.experiments.openb import load_nodes, load_pods
 from twin.policy.placement.fgd_measure import (
     FragmentationModel,
     PodShape,
@@ -18,6 +17,7 @@ from twin.policy.placement.fgd_measure import (
     scoring_view,
     typical_pods,
 )
+from twin.spec.openb import load_nodes, load_pods
 
 
 def test_scoring_view() -> None:

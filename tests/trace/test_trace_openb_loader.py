@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from twin.errors import TwinInputError
-from twin.experiments.openb import MISSING_TIME, load_nodes, load_pods, trace_names
+from twin.spec.openb import MISSING_TIME, load_nodes, load_pods, trace_names
 
 LONG_HEADER = (
     "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,creation_time,deletion_time,scheduled_time"

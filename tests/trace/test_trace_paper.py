@@ -13,9 +13,9 @@ from click.testing import CliRunner
 from twin.cli import main
 from twin.errors import TwinInputError
 from twin.experiments.fgd_protocol import POLICIES
-from twin.experiments.openb import default_trace_dir
 from twin.experiments.paper import PAPER_SEEDS, PAPER_TRACES, paper_runs, parse_traces
 from twin.experiments.trace_report import run_curve
+from twin.spec.openb import default_trace_dir
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from twin.experiments.fgd_protocol import (
     prepare_run,
     run_fill_up,
 )
-from twin.experiments.openb import default_trace_dir, load_nodes, load_pods
+from twin.spec.openb import default_trace_dir, load_nodes, load_pods
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ from click.testing import CliRunner
 
 from twin.cli import main
 from twin.errors import TwinInputError
-from twin.experiments.openb import load_nodes, load_pods
 from twin.experiments.trace_replay import (
     MIB,
     build_cluster,
@@ -21,6 +20,7 @@ from twin.experiments.trace_replay import (
     summary_csv,
 )
 from twin.resources import QoS
+from twin.spec.openb import load_nodes, load_pods
 
 POD_HEADER = (
     "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,creation_time,deletion_time,scheduled_time"

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from twin.experiments.fgd_protocol import allocation_at, bin_curves, prepare_run, run_fill_up
-from twin.experiments.openb import load_nodes, load_pods
+from twin.spec.openb import load_nodes, load_pods
 
 pytestmark = pytest.mark.slow
 

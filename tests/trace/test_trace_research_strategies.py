@@ -12,12 +12,12 @@ from hypothesis import strategies as st
 
 from twin.errors import TwinInputError
 from twin.experiments.fgd_protocol import PreparedRun, prepare_run, run_fill_up
-from twin.experiments.openb import load_nodes, load_pods
 from twin.experiments.trace_registry import build_state, run_fill_up_with_strategy
 from twin.policy.placement import get_strategy, strategy_names
 from twin.policy.placement.fgd_measure import PodShape, TypicalClass
 from twin.policy.placement.research import PAPER_POLICIES, PaperStrategy, free_milli, request_milli
 from twin.resources import AllocRequest, IsolationMode, Resource
+from twin.spec.openb import load_nodes, load_pods
 from twin.state import ClusterState
 
 MakeRun = Callable[..., PreparedRun]

@@ -24,7 +24,7 @@ from twin.policy.vertical.loop import (
 )
 from twin.policy.vertical.types import Resources
 from twin.resources import GIB, AllocRequest, QoS, QuotaSpec, Resource
-from twin.sim.vertical import controller_settings, run_autoscale_study
+from twin.sim.vertical import EngineBridge, controller_settings, run_autoscale_study
 from twin.state import AdjustError, ClusterState
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -214,7 +214,8 @@ def test_scenario_runs_through_the_engine() -> None:
     loaded = load_scenario(ROOT / "scenarios" / "autoscale-resources.yaml", ["duration=3h"])
     sim = Simulation(loaded, record_events=False, check_invariants=True)
     sim.run()
-    bridge = sim.vertical_bridge  # type: ignore[attr-defined]
+    bridge = sim.controllers["vertical-autoscaler"]
+    assert isinstance(bridge, EngineBridge)
     rows = bridge.metrics.rows
     assert bridge.resizes > 0
     assert rows[-1]["requested_tflops"] < rows[0]["requested_tflops"]
@@ -291,13 +292,15 @@ def test_engine_cron_window_and_vram_limit_below_use_kills() -> None:
         }
     )
     sim.run()  # type: ignore[attr-defined]
-    decisions = sim.vertical_autoscaler.decisions  # type: ignore[attr-defined]
+    bridge = sim.controllers["vertical-autoscaler"]  # type: ignore[attr-defined]
+    assert isinstance(bridge, EngineBridge) and bridge.scaler is not None
+    decisions = bridge.scaler.decisions
     # the rule starts at 00:30, but the workload was first seen at the first tick (30 s), so its
     # 30-minute initial delay ends at 1830 s: that tick applies 150 TFLOPs / 4 GiB
     assert decisions[0].time_s == 1830.0 and decisions[0].resources == res(150, 4, 150, 4)
     assert decisions[0].applied_workers == ("svc-0", "svc-1")
     # both workers held 6 GiB: a 4 GiB limit OOM-kills them at the end of the tick
-    assert sim.metrics.ooms[QoS.MEDIUM] == 2  # type: ignore[attr-defined]
+    assert sim.metrics.ooms[QoS.MEDIUM] == 2 == bridge.ooms[QoS.MEDIUM]  # type: ignore[attr-defined]
     assert sim.running_set == {}  # type: ignore[attr-defined]
 
 

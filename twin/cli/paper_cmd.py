@@ -42,10 +42,10 @@ def paper(
     from twin.cli.trace_cmd import parse_policies, parse_seeds
     from twin.errors import TwinInputError
     from twin.experiments.fgd_protocol import POLICIES
-    from twin.experiments.openb import default_trace_dir, load_nodes, load_pods, trace_names
     from twin.experiments.paper import bands, curves_csv, curves_from_rows, paper_runs, parse_traces, summary_csv
     from twin.experiments.paper_plot import bands_png
     from twin.experiments.sweep import SweepInterrupted, make_executor, run_sweep
+    from twin.spec.openb import default_trace_dir, load_nodes, load_pods, trace_names
 
     folder = (data_dir or default_trace_dir()).resolve()
     nodes = folder / "openb_node_list_gpu_node.csv"

@@ -23,7 +23,6 @@ from twin.atomic import atomic_write_bytes, atomic_write_text
 from twin.cli.params import FiniteFloat, parse_seed_list
 from twin.errors import TwinInputError
 from twin.experiments.fgd_protocol import POLICIES, bin_curves, prepare_run
-from twin.experiments.openb import default_nodes_path, default_pods_path, load_nodes, load_pods
 from twin.experiments.trace_plot import allocation_png, fragmentation_png
 from twin.experiments.trace_replay import (
     DEFAULT_SAMPLES,
@@ -46,6 +45,7 @@ from twin.experiments.trace_report import (
     summary_json,
 )
 from twin.policy.placement import strategy_names
+from twin.spec.openb import default_nodes_path, default_pods_path, load_nodes, load_pods
 
 _err = Console(stderr=True)
 _SEED_RANGE = re.compile(r"(-?\d+)(?:-(-?\d+))?")

@@ -25,7 +25,6 @@ import numpy.typing as npt
 
 from twin import limits
 from twin.errors import TwinInputError
-from twin.experiments.openb import NodeList, PodList
 from twin.experiments.trace_gorand import GoRand
 from twin.policy.placement.fgd_measure import (
     MILLI_PER_GPU,
@@ -36,6 +35,7 @@ from twin.policy.placement.fgd_measure import (
     typical_pods,
 )
 from twin.policy.placement.research import affinity_tag, best_fit_gpus, paper_scores
+from twin.spec.openb import NodeList, PodList
 
 POLICIES: Final = ("random", "dotproduct", "gpuclustering", "gpupacking", "bestfit", "fgd")
 TUNE_RATIO: Final = 1.3

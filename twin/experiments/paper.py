@@ -52,8 +52,8 @@ _SERIES: Final = (("alloc", "allocated_pct"), ("frag_amount", "frag_amount_pct")
 def paper_run(pods_path: str, seed: int, overrides: Sequence[str]) -> dict[str, float]:
     """One fill-up run (the sweep runner): ``overrides`` name the ``policy`` and the ``nodes`` file."""
     from twin.experiments.fgd_protocol import bin_curves, prepare_run
-    from twin.experiments.openb import load_nodes, load_pods
     from twin.experiments.trace_report import fill_up_any
+    from twin.spec.openb import load_nodes, load_pods
 
     options = dict(o.split("=", 1) for o in overrides)  # the last value of a key wins (shipped paths)
     run = prepare_run(load_nodes(options["nodes"]), load_pods(pods_path), seed)

@@ -22,12 +22,12 @@ import numpy as np
 from twin.cluster_desc import ClusterDescription, NodeSpec
 from twin.cluster_desc import build_state as build_described
 from twin.experiments.fgd_protocol import FillUpResult, PreparedRun, ProgressFn
-from twin.experiments.openb import openb_request
 from twin.hardware import default_catalog
 from twin.policy.placement import get_strategy
 from twin.policy.placement.fgd_measure import MILLI_PER_GPU, FragmentationModel
 from twin.policy.placement.research import PAPER_POLICIES, PaperStrategy
 from twin.resources import MIB, AllocRequest, Resource
+from twin.spec.openb import openb_request
 from twin.state import ClusterState
 
 POOL = "openb"

@@ -14,7 +14,7 @@ and scheduling pass are the shared cycle's (:mod:`twin.policy.cycle`):
 
 A pod leaves at its deletion time however long it waited (the pod hooks set its remaining running
 time when it binds). ``twin run`` of a scenario with a ``trace: openb`` workload takes the same pods
-into a scenario's pools instead (twin/experiments/trace_source.py).
+into a scenario's pools instead (twin/sim/trace_source.py).
 
 Mapping a trace pod onto an :class:`AllocRequest` (docs/trace.md, "Dynamic replay"):
 
@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final, cast
@@ -53,7 +53,6 @@ import simpy
 
 from twin.cluster_desc import ClusterDescription, NodeSpec, build_state
 from twin.errors import TwinInputError
-from twin.experiments.openb import MISSING_TIME, NodeList, PodList, openb_request
 from twin.hardware import HardwareCatalog, default_catalog
 from twin.policy.fragmentation import ClusterFragmentation
 from twin.policy.placement import PlacementStrategy, get_strategy
@@ -61,43 +60,26 @@ from twin.policy.placement.cpu_only import CpuOnlyAware
 from twin.policy.placement.fgd_measure import (
     MILLI_PER_GPU,
     FragmentationModel,
-    PodShape,
     TypicalClass,
-    scoring_view,
     typical_pods,
 )
 from twin.policy.queue import Phase
-from twin.resources import AllocRequest, QoS, Resource
+from twin.resources import Resource
 from twin.scenario import LoadedScenario, validate_scenario
 from twin.sim.engine import Simulation
+from twin.sim.openb_pods import POOL, ReplayPod
+from twin.sim.openb_pods import QOS_MAP as QOS_MAP  # re-exported (the replay's pod mapping)
+from twin.sim.openb_pods import replay_pods as replay_pods
 from twin.sim.workers import SimWorker
+from twin.spec.openb import NodeList
 from twin.state import ClusterState, PoolState
 
-POOL: Final = "openb"
 MIB: Final = 1 << 20
-QOS_MAP: Final = {"LS": QoS.HIGH, "Guaranteed": QoS.CRITICAL, "Burstable": QoS.MEDIUM, "BE": QoS.LOW, "": QoS.MEDIUM}
 DEFAULT_SAMPLES: Final = 100
 GPU_CAPACITY: Final = float(MILLI_PER_GPU)  # compute per GPU in milli-GPU (see the module doc)
 
 FloatArray = npt.NDArray[np.float64]
 ProgressFn = Callable[[int, int], None]
-
-
-@dataclass(frozen=True)
-class ReplayPod:
-    """One trace pod on the replay clock (seconds from the first selected arrival)."""
-
-    index: int  # position in the replay (creation order, then trace row order)
-    request: AllocRequest
-    arrive: float
-    leave: float
-    shape: PodShape
-    spec_dropped: bool
-
-    @property
-    def signature(self) -> Hashable:
-        r = self.request
-        return (r.qos, r.gpu_count, r.gpu_milli, r.cpu_milli, r.memory, r.gpu_model)
 
 
 @dataclass(frozen=True)
@@ -185,56 +167,6 @@ def build_cluster(nodes: NodeList, catalog: HardwareCatalog | None = None) -> Cl
     if not specs:
         raise TwinInputError("node list has no GPU nodes", file=nodes.source, field="gpu")
     return build_state(ClusterDescription([PoolState(name=POOL)], specs), catalog)
-
-
-def replay_pods(pods: PodList, *, limit: int | None = None, time_scale: float = 1.0) -> list[ReplayPod]:
-    """The first ``limit`` pods by creation time (ties: trace row order) as replay pods.
-
-    ``time_scale`` X divides the gaps between creation times (arrivals come X times faster); each
-    pod's lifetime (``deletion_time - creation_time``) is kept, so X > 1 raises the load.
-    """
-    if pods.short_schema:
-        raise TwinInputError("this pod list has no creation/deletion times (5-column file)", file=pods.source)
-    if not time_scale > 0:
-        raise TwinInputError("must be positive", field="--time-scale", value=time_scale)
-    if limit is not None and limit < 1:
-        raise TwinInputError("must be at least 1", field="--limit", value=limit)
-    order = sorted(range(len(pods)), key=lambda i: (int(pods.creation_time[i]), i))
-    if limit is not None:
-        order = order[:limit]
-    if not order:
-        raise TwinInputError("pod list is empty", file=pods.source)
-    t0 = int(pods.creation_time[order[0]])
-    out: list[ReplayPod] = []
-    for index, i in enumerate(order):
-        created, deleted = int(pods.creation_time[i]), int(pods.deletion_time[i])
-        name = pods.names[i]
-        if created == MISSING_TIME or deleted == MISSING_TIME:
-            raise TwinInputError(
-                "creation_time and deletion_time are needed", file=pods.source, obj=name, field="deletion_time"
-            )
-        if deleted < created:
-            raise TwinInputError(
-                "deletion_time before creation_time", file=pods.source, obj=name, field="deletion_time", value=deleted
-            )
-        k, milli = int(pods.num_gpu[i]), int(pods.gpu_milli[i])
-        share = 0 if k == 0 else min(max(milli, 1), MILLI_PER_GPU) if k == 1 else MILLI_PER_GPU
-        spec = pods.gpu_spec[i]
-        req = openb_request(
-            name,
-            num_gpu=k,
-            share=share,
-            cpu_milli=int(pods.cpu_milli[i]),
-            memory_mib=int(pods.memory_mib[i]),
-            gpu_model=spec[0] if len(spec) == 1 else None,
-            pool=POOL,
-            qos=QOS_MAP[pods.qos[i]],
-            workload="openb",
-        )
-        arrive = (created - t0) / time_scale
-        shape = scoring_view(req.cpu_milli, k, share, spec)
-        out.append(ReplayPod(index, req, arrive, arrive + (deleted - created), shape, len(spec) > 1))
-    return out
 
 
 def replay_typical(pods: Sequence[ReplayPod]) -> tuple[TypicalClass, ...]:

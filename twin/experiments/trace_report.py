@@ -21,7 +21,7 @@ from twin.experiments.fgd_protocol import (
     prepare_run,
     run_fill_up,
 )
-from twin.experiments.openb import load_nodes, load_pods
+from twin.spec.openb import load_nodes, load_pods
 
 
 @dataclass(frozen=True)

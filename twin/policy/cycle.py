@@ -57,6 +57,8 @@ class Pod(Queued, Protocol):
 P = TypeVar("P", bound=Pod)
 P_contra = TypeVar("P_contra", bound=Pod, contravariant=True)
 
+PREEMPTED_BY = "preempted by"  # every preemption victim's eviction reason starts so (observers count them)
+
 
 class Preemption(StrEnum):
     OFF = "off"
@@ -215,7 +217,7 @@ class SchedulingCycle(Generic[P]):
         state.commit(cp)
         self.last_result = res
         for v in pods:
-            self.host.evicted(v, f"preempted by {req.uid} ({req.qos.value})")
+            self.host.evicted(v, f"{PREEMPTED_BY} {req.uid} ({req.qos.value})")
             self.queue.push(v)
         self._bound(pod, res, queued)
         return True

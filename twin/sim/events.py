@@ -11,13 +11,20 @@ from collections.abc import Callable
 from typing import Any
 
 Subscriber = Callable[[float, str, str, dict[str, Any]], None]  # (t, kind, subject, details)
+Observer = Callable[[float, Any, dict[str, Any]], None]  # (t, about, details)
 
 
 class EventLog:
     """Records decisions (when ``enabled``), counts them, and publishes them to subscribers.
 
-    Observers (reports, controllers, tests) subscribe to the kinds they need instead of reading
-    the engine's attributes; they hear every event of that kind, recorded or not.
+    Observers (the metrics collector, the fragmentation probe, reports, controllers, tests)
+    listen to the kinds they need instead of reading the engine's attributes; they hear every
+    event of that kind, recorded or not. Two ways to listen:
+
+    * :meth:`subscribe`: ``fn(t, kind, subject, details)`` with the details as recorded;
+    * :meth:`observe`: ``fn(t, about, details)`` with the object the event is about (the pod, a
+      rollout's phase mark), which is never rendered. An observer does not make the engine build
+      details it would otherwise skip (``bind`` without a record or a subscriber): it may get ``{}``.
     """
 
     def __init__(self, *, enabled: bool = True) -> None:
@@ -25,16 +32,22 @@ class EventLog:
         self.entries: list[tuple[float, str, str, dict[str, Any]]] = []
         self.counts: dict[str, int] = {}
         self._subscribers: dict[str, list[Subscriber]] = {}
+        self._observers: dict[str, list[Observer]] = {}
 
     def subscribe(self, kind: str, fn: Subscriber) -> None:
         """Call ``fn(t, kind, subject, details)`` for every later event of ``kind``."""
         self._subscribers.setdefault(kind, []).append(fn)
 
+    def observe(self, kind: str, fn: Observer) -> None:
+        """Call ``fn(t, about, details)`` for every later event of ``kind`` (in subscription order)."""
+        self._observers.setdefault(kind, []).append(fn)
+
     def wants_details(self, kind: str) -> bool:
-        """Whether an event of ``kind`` needs its details built (recorded, or someone listens)."""
+        """Whether an event of ``kind`` needs its details built (recorded, or a subscriber listens)."""
         return self.enabled or kind in self._subscribers
 
-    def log(self, t: float, kind: str, subject: str, /, **details: Any) -> None:
+    def log(self, t: float, kind: str, subject: str, about: Any = None, /, **details: Any) -> None:
+        """Count and record an event and tell its listeners; ``about`` goes to observers only."""
         self.counts[kind] = self.counts.get(kind, 0) + 1
         if self.enabled:
             self.entries.append((t, kind, subject, details))
@@ -42,10 +55,10 @@ class EventLog:
         if subscribers:
             for fn in subscribers:
                 fn(t, kind, subject, details)
-
-    def count(self, kind: str) -> None:
-        """Count an event without recording it (callers that skip building details when disabled)."""
-        self.counts[kind] = self.counts.get(kind, 0) + 1
+        observers = self._observers.get(kind)
+        if observers:
+            for ob in observers:
+                ob(t, about, details)
 
     def to_jsonl(self) -> str:
         lines = []

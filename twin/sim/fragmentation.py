@@ -10,28 +10,37 @@ Rate = sum over nodes of F_n / total idle milli-GPU (0 when nothing is idle).
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import Any
 
 from twin.policy.fragmentation import ClusterFragmentation
 from twin.policy.placement.fgd_measure import FragmentationModel, PodShape, scoring_view, typical_pods
 from twin.resources import IsolationMode
-
-if TYPE_CHECKING:
-    from twin.sim.engine import Simulation
-    from twin.sim.workers import SimWorker
+from twin.sim.events import EventLog
+from twin.sim.workers import SimWorker
+from twin.state import ClusterState
 
 
 class FragmentationProbe:
-    def __init__(self, sim: Simulation) -> None:
-        self.sim = sim
+    """An observer: hears every ``arrive`` (the pod's shape) and reads the cluster only to rate it.
+
+    ``capacity_tflops`` is each pool's reference GPU compute (its first node group's profile), the
+    unit a TFLOPs request is turned into a share with."""
+
+    def __init__(self, events: EventLog, state: ClusterState, capacity_tflops: Mapping[str, float]) -> None:
+        self.capacity_tflops = capacity_tflops
         self.shapes: Counter[PodShape] = Counter()
         self._model: FragmentationModel | None = None
         self._model_key: tuple[tuple[PodShape, int], ...] = ()
-        self._cluster = ClusterFragmentation(sim.state)
+        self._cluster = ClusterFragmentation(state)
+        events.observe("arrive", self._on_arrive)
+
+    def _on_arrive(self, _t: float, w: SimWorker, _details: dict[str, Any]) -> None:
+        self.observe(w)
 
     def observe(self, w: SimWorker) -> None:
         req = w.req
-        cap = self.sim.pool_capacity_tflops(req.pool)
+        cap = self.capacity_tflops[req.pool]
         if w.native or req.isolation is IsolationMode.SHARED:
             milli = 1000
         else:

@@ -9,16 +9,13 @@ Elsewhere the fluid share equals the demand and no tick is spent.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from twin.policy.isolation import SoftLimiterState, initial_limiter_state, soft_loop_tick
-from twin.policy.registry import Registry
 from twin.resources import IsolationMode
-
-if TYPE_CHECKING:
-    from twin.scenario import ControllerConfig
-    from twin.sim.engine import Simulation
-    from twin.sim.workers import SimWorker
+from twin.scenario import ControllerConfig
+from twin.sim.host import SimHost
+from twin.sim.workers import SimWorker
 
 
 def needs_loop(residents: list[SimWorker]) -> bool:
@@ -30,7 +27,7 @@ def needs_loop(residents: list[SimWorker]) -> bool:
 
 
 class LimiterLoop:
-    def __init__(self, sim: Simulation, period: float) -> None:
+    def __init__(self, sim: SimHost, period: float) -> None:
         self.sim = sim
         self.period = period
         self.states: dict[tuple[str, str], SoftLimiterState] = {}  # (gpu, worker uid) -> loop state
@@ -70,15 +67,8 @@ class LimiterLoop:
             sim.refresh(changed)
 
 
-# Controllers that plug into a run by scenario name: install(sim=, config=) starts them. The soft
-# limiter's loop lives here; the vertical autoscaler registers from twin.sim.vertical (loaded on use).
-CONTROLLERS: Registry[object] = Registry("controller", field="controllers", plugin_modules=("twin.sim.vertical",))
-
-
-def install_limiter_loop(*, sim: Simulation, config: ControllerConfig) -> LimiterLoop:
-    sim.limiter_loop = loop = LimiterLoop(sim, config.period)
+def install_limiter_loop(*, sim: SimHost, config: ControllerConfig) -> LimiterLoop:
+    """The ``limiter`` controller's installer (registered in :mod:`twin.sim.controllers`)."""
+    loop = LimiterLoop(sim, config.period)
     loop.install()
     return loop
-
-
-CONTROLLERS.register("limiter", install_limiter_loop)

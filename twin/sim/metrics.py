@@ -1,23 +1,30 @@
 """What a run measured: a time series sampled by the metrics controller and an end-of-run summary.
 
-Cheap accumulators are updated by the engine at state changes (time integrals of cost, used and
-allocated TFLOPs); the sampler only reads them, so sampling costs O(running workers) per tick for
-the mean slowdown and O(1) for everything else.
+:class:`Metrics` is an observer: it hears arrivals, bindings, evictions, OOM kills and rollouts
+on the run's :class:`twin.sim.events.EventLog` and, at each sample, reads one snapshot of the
+pool's running totals (:class:`twin.sim.host.Gauges`, kept incrementally by the engine: time
+integrals of cost, used and allocated TFLOPs). It never reads the engine's attributes. Sampling
+costs O(1); the summary walks the pods it heard arrive.
 """
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from twin.hardware import HardwareCatalog, HardwareProfile
+from twin.policy.cycle import PREEMPTED_BY
 from twin.resources import GIB, QoS
+from twin.scenario import Scenario
+from twin.sim.events import EventLog
 from twin.sim.fragmentation import FragmentationProbe
+from twin.sim.host import GaugeView, PhaseMark
 from twin.sim.workers import Outcome, Phase, SimWorker
-
-if TYPE_CHECKING:
-    from twin.sim.engine import Simulation
+from twin.state import ClusterState
 
 QOS_ORDER = (QoS.LOW, QoS.MEDIUM, QoS.HIGH, QoS.CRITICAL)
 
@@ -71,17 +78,28 @@ def percentiles(values: list[float]) -> dict[str, float | int]:
     }
 
 
+@dataclass(frozen=True)
+class RunInfo:
+    """What a run was asked to do (echoed in the summary): its inputs, not its state."""
+
+    scenario: Scenario
+    seed: int
+    profiles: Mapping[str, HardwareProfile]  # per pool: its first node group's profile
+    catalog: HardwareCatalog
+
+
 class Metrics:
-    def __init__(self, sim: Simulation) -> None:
-        self.sim = sim
-        state = sim.state
+    def __init__(self, events: EventLog, view: GaugeView, state: ClusterState, run: RunInfo) -> None:
+        self.events = events
+        self.view = view
+        self.run = run
         self.total_gpus = len(state.gpus)
         self.total_tflops = math.fsum(g.capacity.tflops for g in state.gpus.values())
         self.total_vram = sum(g.capacity.vram for g in state.gpus.values())
         self.node_price_per_hour = math.fsum(n.cost_per_hour for n in state.nodes.values())
         report = state.capacity_report()
         virt_t, virt_v = 0.0, 0.0
-        for pool in sim.scenario.pools:
+        for pool in run.scenario.pools:
             rep = state.capacity_report(pool=pool)
             virt_t += rep.virtual_tflops
             virt_v += rep.virtual_vram
@@ -92,82 +110,91 @@ class Metrics:
         self.preemptions: dict[QoS, int] = dict.fromkeys(QoS, 0)
         self.ooms: dict[QoS, int] = dict.fromkeys(QoS, 0)
         self.fault_evictions = 0
-        self.outcomes: dict[str, int] = {o.value: 0 for o in Outcome}
         self.phase_marks: list[tuple[float, str, dict[str, str]]] = []
         self.summary: dict[str, Any] = {}
-        self.fragmentation = FragmentationProbe(sim)
+        self.sections: dict[str, Callable[[], dict[str, Any]]] = {}
+        self.pods: dict[str, SimWorker] = {}  # every pod heard arriving, in arrival order
+        # The probe listens first: it must hear an arrival before any sample can follow it.
+        self.fragmentation = FragmentationProbe(
+            events, state, {pool: p.fp16_tflops for pool, p in run.profiles.items()}
+        )
+        events.observe("arrive", self._on_arrive)
+        events.observe("bind", self._on_bind)
+        events.observe("evict", self._on_evict)
+        events.observe("oom", self._on_oom)
+        events.observe("rollout", self._on_rollout)
 
-    # ---------------------------------------------------------------- engine callbacks
+    # ---------------------------------------------------------------- what the events carry
 
-    def observe_arrival(self, w: SimWorker) -> None:
-        self.fragmentation.observe(w)
+    def _on_arrive(self, _t: float, w: SimWorker, _details: dict[str, Any]) -> None:
+        self.pods[w.uid] = w
 
-    def on_pending_done(self, w: SimWorker, waited: float) -> None:
-        self.pending_waits[w.qos].append(waited)
+    def _on_bind(self, t: float, w: SimWorker, _details: dict[str, Any]) -> None:
+        self.pending_waits[w.qos].append(t - w.pending_since)
 
-    def on_preempted(self, w: SimWorker) -> None:
-        self.preemptions[w.qos] += 1
+    def _on_evict(self, _t: float, w: SimWorker, details: dict[str, Any]) -> None:
+        if str(details["reason"]).startswith(PREEMPTED_BY):
+            self.preemptions[w.qos] += 1
+        else:  # a node or GPU failure
+            self.fault_evictions += 1
 
-    def on_fault_eviction(self, w: SimWorker) -> None:
-        self.fault_evictions += 1
-
-    def on_oom(self, w: SimWorker) -> None:
+    def _on_oom(self, _t: float, w: SimWorker, _details: dict[str, Any]) -> None:
         self.ooms[w.qos] += 1
 
-    def on_done(self, w: SimWorker) -> None:
-        if w.outcome is not None:
-            self.outcomes[w.outcome.value] += 1
+    def _on_rollout(self, t: float, mark: PhaseMark, _details: dict[str, Any]) -> None:
+        self.phase_marks.append((t, mark.label, dict(mark.annotations)))
 
-    def mark_phase(self, label: str, annotations: dict[str, str]) -> None:
-        self.phase_marks.append((self.sim.env.now, label, dict(annotations)))
+    def add_section(self, name: str, section: Callable[[], dict[str, Any]]) -> None:
+        """Add ``summary[name] = section()`` at the end of the run (a controller's own report)."""
+        self.sections[name] = section
 
     # ---------------------------------------------------------------- sampling
 
     def sample(self) -> None:
-        sim = self.sim
-        now = sim.env.now
+        g = self.view.gauges()
+        now = g.now
         if self.rows and self.rows[-1][0] == now:
             self.rows.pop()  # the final sample replaces a periodic one at the same instant
-        pq = sim.pending.count_by_qos
-        mean_slow = sim.slowdown_sum / sim.slowdown_count if sim.slowdown_count else 1.0
         frag = self.fragmentation.rate()
-        healthy = self.total_gpus - len(sim.failed_gpus)
+        healthy = self.total_gpus - g.failed_gpus
         self.rows.append(
             (
                 now,
-                sim.running,
-                sim.native_running,
-                sim.pending.size,
-                pq[QoS.LOW],
-                pq[QoS.MEDIUM],
-                pq[QoS.HIGH],
-                pq[QoS.CRITICAL],
-                sim.load.busy_gpus,
-                sim.load.busy_gpus / healthy if healthy else 0.0,
-                _ratio(sim.alloc_tflops, self.total_tflops),
-                _ratio(sim.alloc_vram, self.total_vram),
-                _ratio(sim.limit_tflops, self.total_tflops),
-                _ratio(sim.limit_vram, self.total_vram),
-                _ratio(sim.limit_tflops_once, self.virtual_tflops),
-                _ratio(sim.limit_vram_once, self.virtual_vram),
-                _ratio(sim.load.used_tflops, self.total_tflops),
+                g.running,
+                g.native_running,
+                g.pending,
+                *g.pending_by_qos,
+                g.busy_gpus,
+                g.busy_gpus / healthy if healthy else 0.0,
+                _ratio(g.alloc_tflops, self.total_tflops),
+                _ratio(g.alloc_vram, self.total_vram),
+                _ratio(g.limit_tflops, self.total_tflops),
+                _ratio(g.limit_vram, self.total_vram),
+                _ratio(g.limit_tflops_once, self.virtual_tflops),
+                _ratio(g.limit_vram_once, self.virtual_vram),
+                _ratio(g.used_tflops, self.total_tflops),
                 frag,
-                mean_slow,
-                sim.tf_cost,
+                g.mean_slowdown,
+                g.tf_cost,
                 self.node_price_per_hour * now / 3600.0,
-                sim.busy_cost,
+                g.busy_cost,
                 sum(self.preemptions.values()),
                 sum(self.ooms.values()),
-                len(sim.failed_gpus),
+                g.failed_gpus,
             )
         )
 
     # ---------------------------------------------------------------- summary
 
     def finalize(self) -> None:
-        sim = self.sim
-        duration = sim.scenario.duration
-        workers = list(sim.workers.values())
+        run = self.run
+        g = self.view.gauges()
+        duration = run.scenario.duration
+        workers = list(self.pods.values())
+        outcomes = {o.value: 0 for o in Outcome}
+        for w in workers:
+            if w.outcome is not None:
+                outcomes[w.outcome.value] += 1
         slowdowns = [w.alone_int / w.received_int for w in workers if w.received_int > 0 and w.alone_int > 0]
         slow_by_qos = {
             q.value: percentiles(
@@ -186,23 +213,23 @@ class Metrics:
         running = sum(1 for w in workers if w.phase is Phase.RUNNING)
         pending = sum(1 for w in workers if w.phase is Phase.PENDING)
         self.summary = {
-            "scenario": sim.scenario.name,
-            "seed": sim.seed,
+            "scenario": run.scenario.name,
+            "seed": run.seed,
             "duration_s": _r(duration),
             "cluster": {
                 "pools": {
                     name: {
                         "hardware": "+".join(
                             dict.fromkeys(
-                                [sim.profiles[name].key, *(sim.catalog.get(g.hardware).key for g in pool.node_groups)]
+                                [run.profiles[name].key, *(run.catalog.get(n.hardware).key for n in pool.node_groups)]
                             )
                         ),
                         "nodes": pool.node_count,
                         "gpus": pool.gpu_count,
                         "isolation": pool.isolation.value,
-                        "placement": (pool.placement or sim.scenario.placement).strategy,
+                        "placement": (pool.placement or run.scenario.placement).strategy,
                     }
-                    for name, pool in sim.scenario.pools.items()
+                    for name, pool in run.scenario.pools.items()
                 },
                 "gpus": self.total_gpus,
                 "tflops": _r(self.total_tflops),
@@ -212,7 +239,7 @@ class Metrics:
             },
             "workers": {
                 "arrived": len(workers),
-                **{k.replace("-", "_"): v for k, v in self.outcomes.items() if k != Outcome.UNFINISHED.value},
+                **{k.replace("-", "_"): v for k, v in outcomes.items() if k != Outcome.UNFINISHED.value},
                 "running_at_end": running,
                 "pending_at_end": pending,
                 "native": sum(1 for w in workers if w.native),
@@ -227,27 +254,25 @@ class Metrics:
             },
             "oom_events": {**{q.value: self.ooms[q] for q in QOS_ORDER}, "total": sum(self.ooms.values())},
             "fault_evictions": self.fault_evictions,
-            "allocation": self._allocation(duration),
-            "utilisation_mean": _r(_ratio(sim.used_tflops_int, self.total_tflops * duration)),
+            "allocation": self._allocation(duration, g.busy_gpus_int, g.alloc_tflops_int),
+            "utilisation_mean": _r(_ratio(g.used_tflops_int, self.total_tflops * duration)),
             "fragmentation": self._fragmentation_summary(),
             "slowdown": {"all": percentiles(slowdowns), **slow_by_qos},
             "training_jct_s": percentiles(jct),
             "cost_usd": {
-                "tensorfusion_billing": _r(sim.tf_cost),
+                "tensorfusion_billing": _r(g.tf_cost),
                 "tensorfusion_billing_by_qos": {k: _r(v) for k, v in cost_by_qos.items()},
                 "nodes": _r(self.node_price_per_hour * duration / 3600.0),
-                "busy_gpus": _r(sim.busy_cost),
+                "busy_gpus": _r(g.busy_cost),
             },
             "workloads": self._workload_status(workers),
             "phases": self._phases(duration),
-            "events": dict(sorted(sim.events.counts.items())),
+            "events": dict(sorted(self.events.counts.items())),
         }
-        bridge = getattr(sim, "vertical_bridge", None)
-        if bridge is not None:
-            self.summary["vertical_autoscaler"] = bridge.summary()
+        for name, section in self.sections.items():
+            self.summary[name] = section()
 
-    def _allocation(self, duration: float) -> dict[str, Any]:
-        sim = self.sim
+    def _allocation(self, duration: float, busy_gpus_int: float, alloc_tflops_int: float) -> dict[str, Any]:
         cols = {name: i for i, name in enumerate(COLUMNS)}
 
         def stats(col: str) -> dict[str, float]:
@@ -255,8 +280,8 @@ class Metrics:
             return {"mean": _r(float(np.mean(vals))), "max": _r(float(np.max(vals)))} if vals else {}
 
         return {
-            "gpus_busy_mean": _r(sim.busy_gpus_int / duration),
-            "tflops_request_ratio_time_avg": _r(_ratio(sim.alloc_tflops_int, self.total_tflops * duration)),
+            "gpus_busy_mean": _r(busy_gpus_int / duration),
+            "tflops_request_ratio_time_avg": _r(_ratio(alloc_tflops_int, self.total_tflops * duration)),
             **{
                 col: stats(col)
                 for col in (
@@ -285,7 +310,7 @@ class Metrics:
         """TensorFusionWorkload status at the end: workerCount (live vGPU workers), readyWorkers
         (running), phase Running when every worker is ready, else Pending."""
         out: dict[str, Any] = {}
-        for wl in self.sim.scenario.workloads:
+        for wl in self.run.scenario.workloads:
             live = [w for w in workers if w.workload == wl.name and not w.native and w.phase is not Phase.DONE]
             ready = sum(1 for w in live if w.phase is Phase.RUNNING)
             mine = [w for w in workers if w.workload == wl.name]

@@ -1074,7 +1074,7 @@ def run_models(
     """Several models on one clock with room for every replica: each ``modelID|namespace`` keeps its
     own replicas, metrics, autoscaler and HPAs (WVA analyses models independently). Results are keyed
     by ``modelID|namespace``. On a GPU pool, where replicas pend and compete with other pods:
-    ``twin.sim.serving_pool.run_on_pool``."""
+    ``twin.sim.serving_pool_run.run_on_pool``."""
     keys = [f"{m.config.model_id}|{m.config.namespace}" for m in models]
     if len(set(keys)) != len(keys):
         raise TwinInputError("each model (modelID|namespace) may appear once", field="models", value=keys)

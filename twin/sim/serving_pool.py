@@ -2,7 +2,7 @@
 
 A scenario's ``serving`` workload (twin.scenario.ServingWorkload) lists models, each with its SLO,
 variants, traffic and autoscaler. Each model runs a :class:`twin.sim.serving.ServingSim` on the
-engine's clock whose replicas are worker pods submitted to :class:`twin.sim.engine.Simulation`:
+engine's clock whose replicas are worker pods submitted to the pool engine (a :class:`twin.sim.host.SimHost`):
 
 * a replica pends while the pool has no room, binds through the one scheduling cycle (quota,
   filters, strategy, preemption), and starts after its start-up delay;
@@ -19,7 +19,7 @@ See docs/serving.md.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import cast
@@ -32,22 +32,18 @@ from twin.policy.serving.autoscalers import autoscaler_names, get_autoscaler
 from twin.policy.serving.wva_models import NO_INSTALLATION
 from twin.resources import AllocRequest, IsolationMode
 from twin.scenario import (
-    LoadedScenario,
-    PoolConfig,
-    Scenario,
     ServedModel,
     ServedVariant,
     ServingWorkload,
     UsageProfile,
 )
 from twin.seeding import component_rng
-from twin.sim.engine import Simulation
 from twin.sim.generators import UsageSeries
-from twin.sim.serving import ModelRun, Replica, ServingConfig, ServingResult, ServingSim
+from twin.sim.host import SimHost
+from twin.sim.serving import Replica, ServingConfig, ServingResult, ServingSim
 from twin.sim.serving_fluid import fluid_serving, is_replay
 from twin.sim.serving_install import installation_autoscaling
-from twin.sim.serving_scenario import check_model_doc, serving_config, traffic_trace
-from twin.sim.sources import WORKLOAD_KINDS
+from twin.sim.serving_models import check_model_doc, serving_config, traffic_trace
 from twin.sim.workers import Outcome, SimWorker
 
 # Below this share of its GPUs a replica is treated as this slow (a starved replica still steps).
@@ -99,7 +95,7 @@ class PoolReplicaPods:
     a whole GPU."""
 
     def __init__(
-        self, sim: Simulation, templates: Mapping[str, AllocRequest], workload: str, per_slice: bool = False
+        self, sim: SimHost, templates: Mapping[str, AllocRequest], workload: str, per_slice: bool = False
     ) -> None:
         self.sim = sim
         self.templates = dict(templates)
@@ -217,7 +213,7 @@ def model_key(m: ServedModel) -> str:
 class ServingSource:
     """The ``serving`` workload kind: installs one serving simulation per model on the engine."""
 
-    def __init__(self, sim: Simulation, wl: ServingWorkload, index: int) -> None:
+    def __init__(self, sim: SimHost, wl: ServingWorkload, index: int) -> None:
         self.sim = sim
         self.wl = wl
         self.index = index
@@ -289,44 +285,9 @@ class ServingSource:
         """At the end of the run: each model's results into the summary (key ``serving``)."""
         from twin.sim.serving_pool_report import model_summary
 
-        section = self.sim.metrics.summary.setdefault("serving", {})
+        section = self.sim.summary.setdefault("serving", {})
         results: dict[str, ServingResult] = self.sim.reports.setdefault("serving", {})
         for key, serving in self.models.items():
             result = serving.finish()
             results[key] = result
             section[key] = model_summary(result, self.wl.name) | {"autoscaling": self.autoscaling[key]}
-
-
-WORKLOAD_KINDS.register("ServingWorkload", ServingSource)
-
-
-def run_on_pool(
-    models: Sequence[ModelRun],
-    templates: Mapping[str, Mapping[str, AllocRequest]],
-    pool_name: str,
-    pool: PoolConfig,
-    duration_s: float,
-    *,
-    per_slice: bool = True,
-    progress: Callable[[float], None] | None = None,
-    source: str = "",
-) -> dict[str, ServingResult]:
-    """Models on one pool of their own, through the one engine (a serving scenario's ``cluster``, and
-    the Python API): each ``modelID|namespace`` keeps its replicas, metrics, autoscaler and HPAs and
-    meets the others only in the pool, where a replica that does not fit pends. ``templates`` gives
-    each model's request per variant."""
-    keys = [f"{m.config.model_id}|{m.config.namespace}" for m in models]
-    if len(set(keys)) != len(keys):
-        raise TwinInputError("each model (modelID|namespace) may appear once", field="models", value=keys)
-    scenario = Scenario(name="serving", duration=duration_s, pools={pool_name: pool}, controllers=[])
-    sim = Simulation(LoadedScenario(scenario, Path(source).parent, source), record_events=False)
-    sims = []
-    for key, m in zip(keys, models, strict=True):
-        pods = PoolReplicaPods(sim, templates[key], "serving", per_slice=per_slice)
-        serving = ServingSim(m.config, m.trace, m.autoscaler, duration_s=duration_s, env=sim.env, pods=pods)
-        pods.serving = serving
-        pods.start(m.config.scrape_interval_s)
-        serving.start()
-        sims.append(serving)
-    sim.run(progress=progress, chunks=50)
-    return {key: serving.finish() for key, serving in zip(keys, sims, strict=True)}

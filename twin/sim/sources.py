@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import Any, Protocol, cast
 
 import numpy as np
 import simpy
@@ -23,13 +23,13 @@ from twin.scenario import GeneratorWorkload, ManifestWorkload, Usage, UsageProfi
 from twin.seeding import component_rng
 from twin.sim.demand import default_demand
 from twin.sim.generators import ReplayRows, UsageSeries, arrival_times, read_replay, read_usage_trace, sample
+from twin.sim.host import PhaseMark, SimHost
+from twin.sim.serving_pool import ServingSource
+from twin.sim.trace_source import TraceSource
 from twin.sim.workers import Outcome, SimWorker
 from twin.spec import PodSource, WebhookContext, WorkerSpec, normalise, parse_documents
 from twin.spec.annotations import IS_DEFAULT_POOL
 from twin.spec.tensorfusion import GPUPool
-
-if TYPE_CHECKING:
-    from twin.sim.engine import Simulation
 
 NATIVE_GPU_RESOURCE = "nvidia.com/gpu"
 _REPLICATED_KINDS = ("Deployment", "StatefulSet", "ReplicaSet")
@@ -42,13 +42,12 @@ class Source(Protocol):
 
 
 # Workload kinds by scenario config class name: generated workers and manifests here, the openb
-# trace slice from twin.experiments.trace_source (a plugin module, loaded on first use).
-WORKLOAD_KINDS: Registry[Source] = Registry(
-    "workload kind", field="workloads", plugin_modules=("twin.experiments.trace_source", "twin.sim.serving_pool")
-)
+# trace slice (twin.sim.trace_source) and LLM serving (twin.sim.serving_pool), registered at the end
+# of this module with plain imports (nothing is loaded by name).
+WORKLOAD_KINDS: Registry[Source] = Registry("workload kind", field="workloads")
 
 
-def install_sources(sim: Simulation) -> None:
+def install_sources(sim: SimHost) -> None:
     for index, wl in enumerate(sim.scenario.workloads):
         WORKLOAD_KINDS.get(type(wl).__name__, sim=sim, wl=wl, index=index).install()
 
@@ -56,7 +55,7 @@ def install_sources(sim: Simulation) -> None:
 class _UsageFactory:
     """Builds each worker's usage series; stateless profiles are shared between workers."""
 
-    def __init__(self, sim: Simulation, usage: Usage, field_prefix: str) -> None:
+    def __init__(self, sim: SimHost, usage: Usage, field_prefix: str) -> None:
         self.sim = sim
         self.usage = usage
         self._shared: dict[str, UsageSeries | None] = {}
@@ -83,7 +82,7 @@ class _UsageFactory:
 
 
 class GeneratorSource:
-    def __init__(self, sim: Simulation, wl: GeneratorWorkload, index: int) -> None:
+    def __init__(self, sim: SimHost, wl: GeneratorWorkload, index: int) -> None:
         self.sim = sim
         self.wl = wl
         self.where = f"workloads.{index}"
@@ -227,7 +226,7 @@ class _ReplicaSet:
 class ManifestSource:
     """Kubernetes objects with TensorFusion annotations; controllers become ReplicaSets."""
 
-    def __init__(self, sim: Simulation, wl: ManifestWorkload, index: int) -> None:
+    def __init__(self, sim: SimHost, wl: ManifestWorkload, index: int) -> None:
         self.sim = sim
         self.wl = wl
         self.where = f"workloads.{index}"
@@ -320,13 +319,13 @@ class ManifestSource:
             rs.retired = True
             for w in list(rs.pods):
                 sim.finish(w, Outcome.DELETED)
-        sim.events.log(sim.env.now, "rollout", self.wl.name, revision=revision, annotations=annotations or None)
         enabled = [spec.enabled_replicas for _, spec in self.specs if spec.enabled_replicas is not None]
         changed = ", ".join(f"{k.removeprefix('tensor-fusion.ai/')}={v}" for k, v in sorted(annotations.items()))
         label = f"rev {revision}" + (
             f": enabled-replicas={enabled[0]}" if enabled else f": {changed}" if changed else ""
         )
-        sim.metrics.mark_phase(label, annotations)
+        mark = PhaseMark(label, dict(annotations))
+        sim.events.log(sim.env.now, "rollout", self.wl.name, mark, revision=revision, annotations=annotations or None)
         for src, spec in self.specs:
             key = f"{self.wl.name}/{src.obj_id}@{revision}"
             rs = _ReplicaSet(key, spec, _native_gpus(src, spec), spec.replicas, src.kind in _REPLICATED_KINDS)
@@ -428,3 +427,5 @@ def _native_gpus(src: PodSource, spec: WorkerSpec) -> int:
 
 
 WORKLOAD_KINDS.register("ManifestWorkload", ManifestSource)
+WORKLOAD_KINDS.register("TraceWorkload", TraceSource)
+WORKLOAD_KINDS.register("ServingWorkload", ServingSource)

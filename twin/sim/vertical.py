@@ -3,9 +3,9 @@
 The loop itself (usage bins, recommend, apply all-or-nothing per workload) is pure policy in
 twin.policy.vertical.loop; this module only connects it to a running engine and to a study:
 
-* :func:`install_vertical_autoscaler` wires it into the SimPy engine (twin.sim.engine calls it for
-  the ``vertical-autoscaler`` controller) through :class:`EngineBridge`, which resizes workers with
-  the public :meth:`twin.sim.engine.Simulation.resize`.
+* :func:`install_vertical_autoscaler` wires it into the SimPy engine (the ``vertical-autoscaler``
+  controller of :mod:`twin.sim.controllers`) through :class:`EngineBridge`, which resizes workers
+  with the engine's public ``resize`` (the :class:`twin.sim.host.SimHost` Protocol).
 * :func:`controller_settings` validates that controller's ``params``.
 * :func:`run_autoscale_study` is a self-contained study on its own cluster and usage traces,
   reporting freed capacity, extra workers, OOMs and throttling.
@@ -17,7 +17,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from twin.cluster_desc import ClusterDescription, NodeSpec, build_state
 from twin.errors import TwinInputError
@@ -48,13 +48,11 @@ from twin.policy.vertical.loop import (
     WorkloadSpec,
 )
 from twin.resources import GIB, AllocRequest, QoS, Resource
+from twin.scenario import ControllerConfig
 from twin.seeding import component_rng
-from twin.sim.limiter_loop import CONTROLLERS
+from twin.sim.host import SimHost
+from twin.sim.workers import SimWorker
 from twin.state import AllocationError, ClusterState
-
-if TYPE_CHECKING:
-    from twin.scenario import ControllerConfig
-    from twin.sim.engine import Simulation
 
 # ---------------------------------------------------------------- the self-contained study
 
@@ -441,20 +439,26 @@ def _cron_rule(i: int, raw: object, bad: Callable[[str, str, object], TwinInputE
 
 
 class EngineBridge:
-    """Source, adjuster and usage sampler over a running :class:`twin.sim.engine.Simulation`.
+    """Source, adjuster and usage sampler over a running pool simulation (a :class:`SimHost`).
 
     Workloads are the running, non-native workers grouped by (namespace, workload name); a
     workload's spec (original resources, QoS) is its first worker's as first seen, and its creation
-    time is when it was first seen running.
+    time is when it was first seen running. OOM kills are heard on the run's events.
     """
 
-    def __init__(self, sim: Simulation, settings: ControllerSettings) -> None:
+    def __init__(self, sim: SimHost, settings: ControllerSettings) -> None:
         self.sim = sim
         self.settings = settings
         self.bins = MinuteBins(retention_s=settings.loop.history_s + 2 * BIN_S)
         self.metrics = VerticalMetrics(sim.pricing)
         self._first_seen: dict[tuple[str, str], tuple[float, QoS, Resources]] = {}
         self.resizes = 0
+        self.ooms: dict[QoS, int] = dict.fromkeys(QoS, 0)
+        self.scaler: VerticalAutoscaler | None = None  # set by the installer
+        sim.events.observe("oom", self._on_oom)
+
+    def _on_oom(self, _t: float, w: SimWorker, _details: dict[str, Any]) -> None:
+        self.ooms[w.qos] += 1
 
     def _selected(self) -> list[Any]:
         names = self.settings.workloads
@@ -482,7 +486,7 @@ class EngineBridge:
         return {g: gpu.available for g, gpu in self.sim.state.gpus.items()}
 
     def adjust(self, uid: str, request: Resource, limit: Resource) -> None:
-        """The loop's :class:`Adjuster`: :meth:`Simulation.resize`, which raises on refusal."""
+        """The loop's :class:`Adjuster`: the engine's ``resize``, which raises on refusal."""
         self.sim.resize(uid, request, limit)
         self.resizes += 1
 
@@ -502,34 +506,33 @@ class EngineBridge:
         self.bins.prune(now)
 
     def summary(self) -> dict[str, Any]:
-        """The metrics summary; OOM kills come from the engine, which performs them."""
+        """The metrics summary; OOM kills are the engine's (its ``oom`` events)."""
         out = self.metrics.summary()
         for qos, row in out["per_qos"].items():
-            row["ooms"] = self.sim.metrics.ooms[QoS(qos)]
+            row["ooms"] = self.ooms[QoS(qos)]
         rows = self.metrics.rows
         if rows:
             for key in ("requested_tflops", "requested_vram_gib", "cost_usd_per_hour"):
                 out[f"{key}_first"] = rows[0][key]
                 out[f"{key}_last"] = rows[-1][key]
         out["resizes"] = self.resizes
-        out["decisions"] = (
-            len(self.sim.vertical_autoscaler.decisions) if hasattr(self.sim, "vertical_autoscaler") else 0
-        )
+        out["decisions"] = len(self.scaler.decisions) if self.scaler is not None else 0
         return out
 
 
-def install_vertical_autoscaler(sim: Simulation, config: ControllerConfig) -> VerticalAutoscaler:
+def install_vertical_autoscaler(*, sim: SimHost, config: ControllerConfig) -> EngineBridge:
     """Start the sampler (every minute) and the autoscaler loop (every ``config.period``) on ``sim``.
 
-    The loop is reachable afterwards as ``sim.vertical_autoscaler`` (decisions) and its bridge as
-    ``sim.vertical_bridge`` (metrics, resize count).
+    Returns the bridge (metrics, resize count; the loop and its decisions as ``bridge.scaler``),
+    which the engine keeps as ``sim.controllers["vertical-autoscaler"]``; its summary becomes the
+    run summary's ``vertical_autoscaler`` section.
     """
     settings = controller_settings(config.period, config.params, file=sim.loaded.source)
     bridge = EngineBridge(sim, settings)
     recommenders = [get_recommender("percentile"), get_recommender("cron", epoch=settings.epoch)]
     scaler = VerticalAutoscaler(bridge, bridge.bins.query, bridge, recommenders=recommenders, settings=settings.loop)
-    sim.vertical_autoscaler = scaler  # type: ignore[attr-defined]
-    sim.vertical_bridge = bridge  # type: ignore[attr-defined]
+    bridge.scaler = scaler
+    sim.add_summary_section("vertical_autoscaler", bridge.summary)
 
     def sampler() -> Any:
         while True:
@@ -543,11 +546,4 @@ def install_vertical_autoscaler(sim: Simulation, config: ControllerConfig) -> Ve
 
     sim.env.process(sampler())
     sim.env.process(loop())
-    return scaler
-
-
-def _install(*, sim: Simulation, config: ControllerConfig) -> VerticalAutoscaler:
-    return install_vertical_autoscaler(sim, config)
-
-
-CONTROLLERS.register("vertical-autoscaler", _install)
+    return bridge

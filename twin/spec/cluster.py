@@ -1,10 +1,11 @@
 """The cluster file for ``twin place`` (docs/cluster-format.md): pools, nodes, GPUs, quotas.
 
-``load_cluster(path)`` validates the YAML with pydantic and builds a :class:`~twin.state.ClusterState`
-and a :class:`~twin.policy.quota.QuotaStore`. Nodes name a hardware profile (``twin hw list``) and
-may repeat with ``count``; any GPU can be described explicitly (capacity overrides, existing usage,
-isolation mode, phase, NUMA node, existing partitions). Every error names the file, the object,
-the field and the value.
+``load_cluster(path)`` validates the YAML with pydantic, turns it into the one
+:class:`~twin.cluster_desc.ClusterDescription` (every node lists its GPUs) that
+:func:`~twin.cluster_desc.build_state` builds, and builds the :class:`~twin.policy.quota.QuotaStore`.
+Nodes name a hardware profile (``twin hw list``) and may repeat with ``count``; any GPU can be
+described explicitly (capacity overrides, existing usage, isolation mode, phase, NUMA node,
+existing partitions). Every error names the file, the object, the field and the value.
 """
 
 from __future__ import annotations
@@ -17,15 +18,24 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.alias_generators import to_camel
 
 from twin import limits, yamlsafe
+from twin.cluster_desc import (
+    ClusterDescription,
+    GPUSpec,
+    IsolationRule,
+    NodeSpec,
+    PartitionSpec,
+    Where,
+    build_state,
+)
 from twin.errors import TwinInputError, TwinInputErrors
 from twin.hardware import HardwareCatalog, HardwareProfile, default_catalog
 from twin.policy.quota import QuotaStore
-from twin.resources import AllocRequest, GPUPhase, IsolationMode, PlacementMode, QuotaSpec, Resource
+from twin.resources import GPUPhase, IsolationMode, PlacementMode, QuotaSpec, Resource
 from twin.spec.base import BytesQ, ResourceSpec, TFlopsQ, field_path
 from twin.spec.kube import ObjectMeta
 from twin.spec.selectors import LabelSelector
 from twin.spec.tensorfusion import GPUResourceQuota, GPUResourceQuotaSpec, QuotaSingle, QuotaTotal
-from twin.state import DEFAULT_MAX_PARTITIONS, ClusterState, Oversubscription, PoolState, StateError
+from twin.state import DEFAULT_MAX_PARTITIONS, ClusterState, Oversubscription, PoolState
 from twin.units import parse_quantity
 
 
@@ -183,44 +193,51 @@ def build_cluster(
         for n in spec.nodes
     )
     limits.check(limits.MAX_GPUS, gpus, file=file, field="nodes[*] GPUs")
-    return _Builder(spec, file, catalog or default_catalog()).build()
+    return _Describer(spec, file, catalog or default_catalog()).build()
 
 
-class _Builder:
+class _Describer:
+    """The validated file as the one :class:`ClusterDescription`; :func:`build_state` builds it."""
+
     def __init__(self, spec: ClusterFile, file: str, catalog: HardwareCatalog) -> None:
         self.spec = spec
         self.file = file
         self.catalog = catalog
-        self.state = ClusterState()
-        self.rules = {p.name: p.isolation_mode_rules for p in spec.pools}
+        self.pools: dict[str, PoolState] = {}
+        self.node_names: set[str] = set()
+        self.nodes: list[NodeSpec] = []
 
     def error(self, message: str, field: str, value: object = None, obj: str = "cluster") -> TwinInputError:
         return TwinInputError(message, file=self.file, obj=obj, field=field, value=value)
 
     def build(self) -> tuple[ClusterState, QuotaStore]:
         for i, pool in enumerate(self.spec.pools):
-            if pool.name in self.state.pools:
+            if pool.name in self.pools:
                 raise self.error("duplicate pool name", f"pools[{i}].name", pool.name)
             over = pool.oversubscription
-            self.state.add_pool(
-                PoolState(
-                    name=pool.name,
-                    placement_mode=pool.placement_mode,
-                    vram_weight=pool.vram_weight,
-                    tflops_weight=pool.tflops_weight,
-                    max_worker_per_node=pool.max_worker_per_node,
-                    default_isolation=pool.default_isolation,
-                    dynamic_isolation=pool.dynamic_isolation,
-                    oversubscription=None
-                    if over is None
-                    else Oversubscription(
-                        over.tflops_oversell_ratio, over.vram_expand_to_host_mem, over.vram_expand_to_host_disk
-                    ),
-                )
+            self.pools[pool.name] = PoolState(
+                name=pool.name,
+                placement_mode=pool.placement_mode,
+                vram_weight=pool.vram_weight,
+                tflops_weight=pool.tflops_weight,
+                max_worker_per_node=pool.max_worker_per_node,
+                default_isolation=pool.default_isolation,
+                dynamic_isolation=pool.dynamic_isolation,
+                oversubscription=None
+                if over is None
+                else Oversubscription(
+                    over.tflops_oversell_ratio, over.vram_expand_to_host_mem, over.vram_expand_to_host_disk
+                ),
             )
         for i, node in enumerate(self.spec.nodes):
-            self._add_nodes(i, node)
-        return self.state, self._quotas()
+            self._describe_nodes(i, node)
+        rules = {
+            p.name: [IsolationRule(r.selector, r.isolation_mode) for r in p.isolation_mode_rules]
+            for p in self.spec.pools
+        }
+        desc = ClusterDescription(list(self.pools.values()), self.nodes, isolation_rules=rules)
+        state = build_state(desc, self.catalog)
+        return state, self._quotas(state)
 
     def _profile(self, key: str, field: str) -> HardwareProfile:
         try:
@@ -230,8 +247,8 @@ class _Builder:
 
     def _pool_of(self, i: int, node: NodeModel) -> str:
         if node.pool is not None:
-            if self.spec.pools and node.pool not in self.state.pools:
-                known = ", ".join(sorted(self.state.pools))
+            if self.spec.pools and node.pool not in self.pools:
+                known = ", ".join(sorted(self.pools))
                 raise self.error(f"unknown pool; pools in this file: {known}", f"nodes[{i}].pool", node.pool)
             return node.pool
         if len(self.spec.pools) == 1:
@@ -246,10 +263,9 @@ class _Builder:
         prefix = node.name_prefix or node.name or "node"
         return [f"{prefix}-{k}" for k in range(node.count)]
 
-    def _add_nodes(self, i: int, node: NodeModel) -> None:
+    def _describe_nodes(self, i: int, node: NodeModel) -> None:
         where = f"nodes[{i}]"
         pool_name = self._pool_of(i, node)
-        pool = self.state.pool(pool_name)
         node_profile = self._profile(node.profile, f"{where}.profile") if node.profile is not None else None
         gpus = node.gpus
         if gpus is None:
@@ -281,36 +297,35 @@ class _Builder:
         if cost is None:
             cost = sum(p.cost_per_hour for p in profiles)
         for name in self._names(node):
-            if name in self.state.nodes:
+            if name in self.node_names:
                 raise self.error("duplicate node name", f"{where}.name", name)
-            self.state.add_node(
-                name,
-                pool_name,
-                cpu_milli=int(node.cpu or 0),
-                memory=node.memory,
-                labels=node.labels,
-                cost_per_hour=cost,
-                ram_bytes=node.memory if node.ram is None else node.ram,
-                data_disk_bytes=node.data_disk,
+            self.node_names.add(name)
+            listed = tuple(
+                self._gpu(f"{where}.gpus[{k}]", name, gpu, profile, node, k)
+                for k, (gpu, profile) in enumerate(zip(gpus, profiles, strict=True))
             )
-            uid_of: dict[int, str] = {}
-            for k, (gpu, profile) in enumerate(zip(gpus, profiles, strict=True)):
-                uid_of[gpu.index] = self._add_gpu(f"{where}.gpus[{k}]", name, gpu, profile, node, pool, k)
-            for a, b in links:
-                self.state.add_nvlink(uid_of[a], uid_of[b])
-            if not node.ready:
-                self.state.set_node_ready(name, False)
+            self.nodes.append(
+                NodeSpec(
+                    name,
+                    pool_name,
+                    node.profile or "",
+                    len(listed),
+                    cpu_milli=int(node.cpu or 0),
+                    memory=node.memory,
+                    labels=node.labels,
+                    cost_per_hour=cost,
+                    ram_bytes=node.memory if node.ram is None else node.ram,
+                    data_disk_bytes=node.data_disk,
+                    isolation=node.isolation,
+                    gpu_list=listed,
+                    nvlinks=tuple(links),
+                    ready=node.ready,
+                )
+            )
 
-    def _add_gpu(
-        self,
-        where: str,
-        node_name: str,
-        gpu: GPUModel,
-        profile: HardwareProfile,
-        node: NodeModel,
-        pool: PoolState,
-        k: int,
-    ) -> str:
+    def _gpu(
+        self, where: str, node_name: str, gpu: GPUModel, profile: HardwareProfile, node: NodeModel, k: int
+    ) -> GPUSpec:
         capacity = Resource(
             profile.fp16_tflops if gpu.tflops is None else gpu.tflops,
             profile.vram_bytes if gpu.vram is None else gpu.vram,
@@ -319,57 +334,25 @@ class _Builder:
             raise self.error("GPU capacity must be positive", f"{where}.tflops", capacity)
         used = gpu.used.to_resource() if gpu.used is not None else Resource()
         numa = gpu.numa if gpu.numa is not None else (node.numa[k] if node.numa is not None else -1)
-        isolation = gpu.isolation or node.isolation
-        if isolation is None and not pool.dynamic_isolation:
-            # Static policy: the GPU takes its node's mode: the first matching pool rule, else the default.
-            rules = self.rules.get(pool.name, [])
-            isolation = next((r.isolation_mode for r in rules if r.selector.matches(node.labels)), None)
-            isolation = isolation or pool.default_isolation
         max_partitions = gpu.max_partitions
         if max_partitions is None:
             max_partitions = profile.max_partitions or DEFAULT_MAX_PARTITIONS
-        try:
-            created = self.state.add_gpu(
-                node_name,
-                gpu.index,
-                model=profile.key,
-                vendor=profile.vendor,
-                capacity=capacity,
-                uid=f"{node_name}-{gpu.uid}" if gpu.uid and node.count > 1 else gpu.uid,
-                isolation=isolation,
-                phase=gpu.phase,
-                used_by=gpu.used_by,
-                numa=numa,
-                templates=profile.mig_templates,
-                max_partitions=max_partitions,
-                placement_slots=profile.placement_slots,
-                used=Resource(used.tflops, used.vram),
-            )
-        except StateError as err:
-            raise self.error(str(err), where, gpu.index) from None
-        for p, part in enumerate(gpu.partitions):
-            if created.template(part.template) is None:
-                known = ", ".join(t.name for t in profile.mig_templates) or "none"
-                raise self.error(
-                    f"unknown partition template for {profile.key}; known: {known}",
-                    f"{where}.partitions[{p}].template",
-                    part.template,
-                )
-            req = AllocRequest(
-                uid=f"existing/{created.uid}/{p}",
-                namespace=part.namespace,
-                name=part.name or f"existing-{created.uid}-{p}",
-                pool=pool.name,
-                isolation=IsolationMode.PARTITIONED,
-                partition_template=part.template,
-            )
-            try:
-                self.state.allocate(req, node_name, [created.uid], part.template)
-            except StateError as err:
-                raise self.error(str(err), f"{where}.partitions[{p}]", part.template) from None
-        return created.uid
+        return GPUSpec(
+            gpu.index,
+            profile,
+            uid=f"{node_name}-{gpu.uid}" if gpu.uid and node.count > 1 else gpu.uid,
+            capacity=capacity,
+            isolation=gpu.isolation,
+            phase=gpu.phase,
+            used=Resource(used.tflops, used.vram),
+            used_by=gpu.used_by,
+            numa=numa,
+            max_partitions=max_partitions,
+            existing=tuple(PartitionSpec(p.template, p.namespace, p.name) for p in gpu.partitions),
+            where=Where(self.file, "cluster", where),
+        )
 
-    def _quotas(self) -> QuotaStore:
+    def _quotas(self, state: ClusterState) -> QuotaStore:
         specs: dict[str, QuotaSpec] = {}
         for i, quota in enumerate(self.spec.quotas):
             if quota.namespace in specs:
@@ -385,6 +368,6 @@ class _Builder:
                     err.message, file=self.file, obj=f"quotas[{i}]", field=err.field, value=err.value
                 ) from None
         store = QuotaStore(specs)
-        for alloc in self.state.allocations.values():
+        for alloc in state.allocations.values():
             store.add(alloc.request)
         return store

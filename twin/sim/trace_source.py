@@ -1,6 +1,6 @@
 """The openb trace as a scenario workload kind (``workloads: [{name, trace: openb, ...}]``).
 
-The slice's pods come from the one openb mapping (:func:`twin.experiments.trace_replay.replay_pods`:
+The slice's pods come from the one openb mapping (:func:`twin.sim.openb_pods.replay_pods`:
 creation order, GPU share in milli-GPU, CPU and memory, QoS class); in a scenario pool the share
 becomes a compute-percent request (``milli / 10`` percent of whichever GPU it lands on), so the
 pods fit any GPU model. Each pod arrives at its (scaled) creation time and, once placed, runs for
@@ -12,19 +12,15 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import simpy
 
 from twin.errors import TwinInputError
-from twin.experiments.openb import default_pods_path, load_pods
-from twin.experiments.trace_replay import ReplayPod, replay_pods
 from twin.resources import AllocRequest, Resource
 from twin.scenario import TraceWorkload
-from twin.sim.sources import WORKLOAD_KINDS
-
-if TYPE_CHECKING:
-    from twin.sim.engine import Simulation
+from twin.sim.host import SimHost
+from twin.sim.openb_pods import ReplayPod, replay_pods
+from twin.spec.openb import default_pods_path, load_pods
 
 
 def trace_pods_path(spec: str, base: Path) -> Path:
@@ -38,7 +34,7 @@ def trace_pods_path(spec: str, base: Path) -> Path:
 class TraceSource:
     """Submits the slice's pods to the engine at their creation times."""
 
-    def __init__(self, sim: Simulation, wl: TraceWorkload, index: int) -> None:
+    def __init__(self, sim: SimHost, wl: TraceWorkload, index: int) -> None:
         self.sim = sim
         self.wl = wl
         self.field = f"workloads.{index}"
@@ -97,6 +93,3 @@ class TraceSource:
             request=Resource(compute_percent=share / 10.0) if r.gpu_count else Resource(),
             gpu_model=r.gpu_model if self.wl.keep_gpu_model else None,
         )
-
-
-WORKLOAD_KINDS.register("TraceWorkload", TraceSource)
