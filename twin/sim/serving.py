@@ -31,6 +31,7 @@ import numpy as np
 import simpy
 
 from twin.errors import TwinInputError
+from twin.policy.cycle import PREEMPTED_BY
 from twin.policy.serving.autoscalers import Autoscaler
 from twin.policy.serving.hpa import HPAController, HPASpec, KedaScaler, MetricSignal
 from twin.policy.serving.inferno import AcceleratorPerf
@@ -624,7 +625,7 @@ class ServingSim:
         self._last_accounting = 0.0
         self._allocated: dict[str, int] = {v.name: 0 for v in config.variants}
         self._from_zero_pending = False
-        self.evictions: dict[str, int] = {}  # replica evictions by reason (pool mode)
+        self.evictions: dict[str, int] = {}  # replica evictions by kind: preempted, node-failure, gpu-failure
         self.pool_timeline: list[tuple[float, str, int, float]] = []
 
     # ---------------------------------------------------------------- replicas
@@ -669,7 +670,8 @@ class ServingSim:
         """Pool mode: the pod lost its GPUs (preempted, node or GPU failure) and is pending again. Its
         requests go back to the router and are computed again from their prompt (the gateway retries
         them; a request keeps its arrival time and its first token time if it had one)."""
-        self.evictions[reason] = self.evictions.get(reason, 0) + 1
+        kind = "preempted" if reason.startswith(PREEMPTED_BY) else reason  # a fault's kind names itself
+        self.evictions[kind] = self.evictions.get(kind, 0) + 1
         rep.evictions += 1
         held = rep.stop()
         self._account()
