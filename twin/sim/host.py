@@ -16,17 +16,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
-import simpy
-
 from twin.hardware import HardwareProfile
 from twin.policy.billing import PricingTable
 from twin.policy.isolation import ErlParams
-from twin.resources import AllocRequest, Resource
 from twin.scenario import LoadedScenario, Scenario
 from twin.sim.contention import GpuLoad
 from twin.sim.events import EventLog
-from twin.sim.generators import UsageSeries
-from twin.sim.workers import Outcome, PodHooks, SimWorker
+from twin.sim.kernel import ClusterModel
+from twin.sim.workers import Outcome, SimWorker
 from twin.state import ClusterState
 
 
@@ -69,12 +66,11 @@ class GaugeView(Protocol):
     def gauges(self) -> Gauges: ...
 
 
-class SimHost(Protocol):
-    """The pool simulation as workload kinds and controllers see it: its clock, its inputs, its
-    event log, the pod API and a few read-only views of the running pool."""
+class SimHost(ClusterModel, Protocol):
+    """The pool simulation as workload kinds and controllers see it: its clock and pod API (the
+    kernel's :class:`ClusterModel`), its inputs, its event log and a few read-only views of the
+    running pool."""
 
-    @property
-    def env(self) -> simpy.Environment: ...
     @property
     def loaded(self) -> LoadedScenario: ...
     @property
@@ -106,33 +102,9 @@ class SimHost(Protocol):
     @property
     def summary(self) -> dict[str, Any]: ...  # the run summary; finishers may add their sections
 
-    def new_worker(
-        self,
-        req: AllocRequest,
-        workload: str,
-        total_work: float,
-        training: bool,
-        compute: UsageSeries | None,
-        vram: UsageSeries | None,
-        *,
-        native: bool = False,
-        replicaset: str | None = None,
-        eviction_protection_s: float | None = None,
-    ) -> SimWorker: ...
-
     def arrive(self, w: SimWorker) -> None: ...
 
-    def submit(self, w: SimWorker, hooks: PodHooks | None = None) -> None: ...
-
-    def delete(self, uid: str) -> None: ...
-
-    def set_demand(self, uid: str, demand: float) -> None: ...
-
-    def share_when_busy(self, uid: str) -> float: ...
-
     def finish(self, w: SimWorker, outcome: Outcome) -> None: ...
-
-    def resize(self, uid: str, request: Resource, limit: Resource) -> object: ...
 
     def integrate(self) -> None: ...
 

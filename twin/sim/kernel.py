@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import simpy
 
@@ -32,7 +32,8 @@ def new_environment(initial_time: float = 0) -> simpy.Environment:
 class ClusterModel(Protocol):
     """The pod API of a simulated pool (placement, quota, preemption and contention included)."""
 
-    env: simpy.Environment
+    @property
+    def env(self) -> simpy.Environment: ...
 
     def new_worker(
         self,
@@ -42,7 +43,10 @@ class ClusterModel(Protocol):
         training: bool,
         compute: UsageSeries | None,
         vram: UsageSeries | None,
-        **kwargs: Any,
+        *,
+        native: bool = False,
+        replicaset: str | None = None,
+        eviction_protection_s: float | None = None,
     ) -> SimWorker: ...
 
     def submit(self, w: SimWorker, hooks: PodHooks | None = None) -> None: ...

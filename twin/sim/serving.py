@@ -673,11 +673,7 @@ class ServingSim:
         kind = "preempted" if reason.startswith(PREEMPTED_BY) else reason  # a fault's kind names itself
         self.evictions[kind] = self.evictions.get(kind, 0) + 1
         rep.evictions += 1
-        held = rep.stop()
-        self._account()
-        self._allocated[rep.variant.name] -= 1
-        rep.location = None
-        self.samples.pop(rep.name, None)
+        held = self._unbind(rep)
         if rep.state == "draining":
             rep.state = "gone"
             self._forget(rep)
@@ -692,17 +688,21 @@ class ServingSim:
         the HPA creates another when it next reconciles."""
         if rep.state == "gone":
             return
-        held: list[_Seq] = []
-        if rep.location is not None:
-            held = rep.stop()
-            self._account()
-            self._allocated[rep.variant.name] -= 1
-            rep.location = None
+        held = self._unbind(rep) if rep.location is not None else []
         rep.state = "gone"
         self.replicas[rep.variant.name] = [r for r in self.replicas[rep.variant.name] if r is not rep]
         self.samples.pop(rep.name, None)
         for seq in held:
             self._route(seq)
+
+    def _unbind(self, rep: Replica) -> list[_Seq]:
+        """Pool mode: a bound replica loses its GPUs; returns the requests it held (to route again)."""
+        held = rep.stop()
+        self._account()
+        self._allocated[rep.variant.name] -= 1
+        rep.location = None
+        self.samples.pop(rep.name, None)
+        return held
 
     def replica_ready(self, rep: Replica) -> None:
         self.samples[rep.name] = deque()
